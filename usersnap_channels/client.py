@@ -181,9 +181,7 @@ class UsersnapClient:
         params: dict[str, Any] = {"limit": page_size}
         seen_cursors: set[str] = set()
         while True:
-            data = self._call(
-                "POST", f"/projects/{project_id}/feedbacks/filter", params=params, json=body, what=what
-            )
+            data = self._call("POST", f"/projects/{project_id}/feedbacks/filter", params=params, json=body, what=what)
             items = data.get("feedbacks") or []
             if items:
                 yield items
@@ -277,9 +275,7 @@ class UsersnapClient:
                 elif status in _TRANSIENT_STATUSES:
                     problem = f"HTTP {status}"
                 else:
-                    raise UsersnapRequestError(
-                        f"Usersnap answered {status} ({_error_message(content)}) while {what}"
-                    )
+                    raise UsersnapRequestError(f"Usersnap answered {status} ({_error_message(content)}) while {what}")
             transient_failures += 1
             if transient_failures >= policy.max_transient:
                 raise UsersnapRequestError(

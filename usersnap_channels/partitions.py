@@ -61,9 +61,7 @@ def feedback_daily_partition(today: date | None = None) -> dg.DailyPartitionsDef
     their rows stay in DuckDB. `end_offset=1` makes today's (still growing) day a partition.
     """
     start = partitions_start(today or utc_today())
-    return dg.DailyPartitionsDefinition(
-        start_date=start.isoformat(), end_offset=1, timezone="UTC", fmt="%Y-%m-%d"
-    )
+    return dg.DailyPartitionsDefinition(start_date=start.isoformat(), end_offset=1, timezone="UTC", fmt="%Y-%m-%d")
 
 
 def partition_key(day: date) -> str:

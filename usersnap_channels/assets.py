@@ -1,0 +1,193 @@
+"""The software-defined assets: Usersnap projects, and feedback per UTC day as raw items and data points.
+
+Thin Dagster wiring: what to fetch and how to write it lives in `ingest` and `storage`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from usersnap_channels.client import InvalidCredentials, UsersnapError
+from usersnap_channels.ingest import authorization_error, import_units, plan_units
+from usersnap_channels.partitions import feedback_daily_partition, utc_today
+from usersnap_channels.registry import Source, list_sources, record_sync
+from usersnap_channels.resources import UsersnapResource
+from usersnap_channels.schema import TABLES
+from usersnap_channels.storage import ensure_schema, replace_usersnap_projects, synced_units
+
+GROUP = "usersnap"
+#: Dagster concurrency pool of every step that writes DuckDB: one writer at a time (limit in dagster.yaml).
+DUCKDB_POOL = "duckdb"
+
+feedback_daily_partitions = feedback_daily_partition()
+
+
+def _table_metadata(name: str) -> dict[str, object]:
+    table = TABLES[name]
+    return {
+        "dagster/column_schema": table.dagster_schema(),
+        "dagster/table_name": f"main.{name}",
+        "grain": f"one row per {table.grain}",
+    }
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"duckdb", "python"},
+    pool=DUCKDB_POOL,
+    description="The Usersnap projects each connected source's key can see (table `usersnap_projects`).",
+    metadata=_table_metadata("usersnap_projects"),
+)
+def usersnap_projects(
+    context: dg.AssetExecutionContext, usersnap: UsersnapResource, duckdb: DuckDBResource
+) -> dg.MaterializeResult:
+    with duckdb.get_connection() as con:
+        ensure_schema(con)
+        sources = list_sources(con, connected_only=True)
+    fetched: dict[str, list[dict]] = {}
+    errors: dict[str, str] = {}
+    for source in sources:
+        try:
+            with usersnap.client(source.jwt_id_env, source.jwt_secret_env) as client:
+                fetched[source.source_id] = client.list_projects()
+        except InvalidCredentials as exc:
+            errors[source.source_id] = authorization_error(source, exc)
+        except UsersnapError as exc:
+            errors[source.source_id] = f"Cannot list the projects of {source.label}: {exc}"
+    now = datetime.now(UTC)
+    with duckdb.get_connection() as con:
+        for source_id, projects in fetched.items():
+            replace_usersnap_projects(con, source_id, projects, now)
+        for source_id, error in errors.items():
+            record_sync(con, source_id, error=error)
+        total = con.execute("SELECT count(*) FROM usersnap_projects").fetchone()[0]
+    if errors:
+        raise dg.Failure(description="\n".join(errors.values()), metadata={"failed_sources": len(errors)})
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": total,
+            "sources": len(sources),
+            "projects_seen": sum(len(p) for p in fetched.values()),
+        }
+    )
+
+
+class FeedbackImportConfig(dg.Config):
+    """Run knobs for the feedback import (never credentials: those stay in the environment)."""
+
+    only_missing: bool = Field(
+        default=False,
+        description="Skip (source, project, day) units already imported, except today and yesterday, which "
+        "are always fetched again. `usersnap-channels sync` and the sensors set this; a backfill launched "
+        "from the UI re-imports every selected day.",
+    )
+    source_ids: list[str] = Field(
+        default_factory=list, description="Only these sources (ids from the `sources` table); empty = all."
+    )
+    workers: int = Field(default=4, ge=1, le=32, description="Parallel Usersnap requests.")
+
+
+FEEDBACK_TABLES = ("raw_feedback", "data_points", "data_point_turns", "data_point_fields", "rejected_items")
+_FEEDBACK_DESCRIPTIONS = {
+    "raw_feedback": "Usersnap feedback items per UTC day, as fetched minus the never-imported fields.",
+    "data_points": "One data point per feedback item: submitter, status, tags, the joined text.",
+    "data_point_turns": "The conversation turns of each data point: text inputs, then screenshot comments.",
+    "data_point_fields": "Non-text form inputs and flattened custom_data of each data point.",
+    "rejected_items": "Items that could not be mapped, with the reason: recorded, never dropped.",
+}
+_FEEDBACK_DEPS = {
+    "raw_feedback": ["usersnap_projects"],
+    "data_points": ["raw_feedback"],
+    "data_point_turns": ["data_points"],
+    "data_point_fields": ["data_points"],
+    "rejected_items": ["raw_feedback"],
+}
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            name,
+            group_name=GROUP,
+            kinds={"duckdb"},
+            deps=_FEEDBACK_DEPS[name],
+            description=_FEEDBACK_DESCRIPTIONS[name],
+            metadata=_table_metadata(name),
+        )
+        for name in FEEDBACK_TABLES
+    ],
+    partitions_def=feedback_daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    can_subset=False,
+    pool=DUCKDB_POOL,
+)
+def usersnap_feedback(
+    context: dg.AssetExecutionContext,
+    config: FeedbackImportConfig,
+    usersnap: UsersnapResource,
+    duckdb: DuckDBResource,
+):
+    """Fetch the selected UTC days of every connected source's projects and write raw items and data
+    points, replacing each (source, project, day) in one DuckDB transaction. A range of days runs in one
+    step (single-run backfill), so a 6-month backfill costs one Dagster run, not one per day."""
+    window = context.partition_time_window
+    first_day = window.start.astimezone(UTC).date()
+    last_day = (window.end.astimezone(UTC) - timedelta(microseconds=1)).date()
+    with duckdb.get_connection() as con:
+        ensure_schema(con)
+        sources = [
+            s
+            for s in list_sources(con, connected_only=True)
+            if not config.source_ids or s.source_id in config.source_ids
+        ]
+        synced = synced_units(con, [s.source_id for s in sources]) if config.only_missing else None
+    units = plan_units(sources, first_day, last_day, today=utc_today(), already_synced=synced)
+    context.log.info(
+        f"Importing {len(units)} (source, project, day) units from {first_day} to {last_day} "
+        f"for {len(sources)} connected source(s)"
+    )
+
+    def client_factory(source: Source):
+        return usersnap.client(source.jwt_id_env, source.jwt_secret_env)
+
+    report = import_units(
+        units,
+        sources,
+        client_factory=client_factory,
+        connection=duckdb.get_connection,
+        workers=config.workers,
+        run_id=context.run_id,
+    )
+    if report.failed:
+        raise dg.Failure(
+            description=report.failure_summary(),
+            metadata={
+                "units_written": report.units_written,
+                "units_planned": report.units_planned,
+                "failed_days": len(report.unit_errors),
+                "failed_sources": len(report.source_errors),
+            },
+        )
+    common = {
+        "first_day": first_day.isoformat(),
+        "last_day": last_day.isoformat(),
+        "units": report.units_written,
+        "items_fetched": report.items,
+        "usersnap_requests": report.requests,
+    }
+    rows = {
+        "raw_feedback": report.data_points,
+        "data_points": report.data_points,
+        "data_point_turns": report.turns,
+        "data_point_fields": report.fields,
+        "rejected_items": report.rejected,
+    }
+    for name in FEEDBACK_TABLES:
+        metadata = {**common, "rows_written": rows[name]}
+        if first_day == last_day:  # one partition: the rows written are that partition's rows
+            metadata["dagster/row_count"] = rows[name]
+        yield dg.MaterializeResult(asset_key=name, metadata=metadata)

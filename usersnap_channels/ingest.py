@@ -1,0 +1,263 @@
+"""Importing feedback: which units to fetch, fetching them in parallel, writing them in batches.
+
+Plain Python, no Dagster: the `usersnap_feedback` asset calls `import_units`, and so could anything
+else. One unit is one source's project on one UTC day; failures are per unit (or per source, for
+rejected credentials), so one bad day or one rotated key never stops the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import duckdb
+
+from usersnap_channels.client import InvalidCredentials, UsersnapClient, UsersnapError
+from usersnap_channels.partitions import day_bounds, days_between
+from usersnap_channels.registry import Source, record_sync
+from usersnap_channels.resources import MissingCredentials
+from usersnap_channels.storage import FeedbackBatch, Unit, WriteResult, write_batch
+
+log = logging.getLogger(__name__)
+
+#: Days at the end of any range that are always fetched again, even when already imported: today's
+#: partition keeps growing, and yesterday's may still receive items around midnight UTC.
+REFRESH_DAYS = 2
+
+ProgressCallback = Callable[["ImportProgress"], None]
+_progress_listeners: list[ProgressCallback] = []
+
+
+def add_progress_listener(listener: ProgressCallback) -> None:
+    """Let an in-process caller (the CLI's progress bar) follow an import running inside Dagster."""
+    _progress_listeners.append(listener)
+
+
+def remove_progress_listener(listener: ProgressCallback) -> None:
+    if listener in _progress_listeners:
+        _progress_listeners.remove(listener)
+
+
+@dataclass
+class ImportProgress:
+    units_total: int
+    units_done: int = 0
+    items: int = 0
+
+
+def authorization_error(source: Source, exc: Exception) -> str:
+    """What a sync says when Usersnap refuses a source's key."""
+    return (
+        f"Authorization failed for {source.label}: Usersnap refused the key in ${source.jwt_id_env} / "
+        f"${source.jwt_secret_env}. Generate a new key under Settings → API in Usersnap, export it, and run "
+        f"`usersnap-channels update-credentials --channel '{source.channel_name}' --source '{source.source_name}' "
+        "--jwt-id-env VAR --jwt-secret-env VAR`."
+    )
+
+
+def plan_units(
+    sources: Iterable[Source],
+    first_day: date,
+    last_day: date,
+    *,
+    today: date,
+    already_synced: set[tuple[str, str, date]] | None = None,
+) -> list[Unit]:
+    """Units of the connected sources' picked projects for the days in [first_day, last_day] that fall in
+    each source's window. With `already_synced`, skip those, except the last REFRESH_DAYS before today."""
+    refresh_from = today - timedelta(days=REFRESH_DAYS - 1)
+    units: list[Unit] = []
+    for source in sources:
+        if not source.connected:
+            continue
+        start = max(first_day, source.window_start)
+        end = min(last_day, today)
+        if start > end:
+            continue
+        for day in days_between(start, end):
+            for project in source.projects:
+                key = (source.source_id, project.project_id, day)
+                if already_synced is not None and day < refresh_from and key in already_synced:
+                    continue
+                units.append(
+                    Unit(
+                        source_id=source.source_id,
+                        channel_name=source.channel_name,
+                        source_name=source.source_name,
+                        project_id=project.project_id,
+                        project_name=project.name,
+                        day=day,
+                    )
+                )
+    return units
+
+
+@dataclass
+class ImportReport:
+    units_planned: int = 0
+    units_written: int = 0
+    items: int = 0
+    data_points: int = 0
+    rejected: int = 0
+    turns: int = 0
+    fields: int = 0
+    requests: int = 0
+    per_source: dict[str, int] = field(default_factory=dict)
+    source_errors: dict[str, str] = field(default_factory=dict)
+    #: (source_id, message) of every unit that failed for a reason other than the source's credentials.
+    unit_errors: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.source_errors or self.unit_errors)
+
+    def failure_summary(self) -> str:
+        lines = list(self.source_errors.values())
+        shown = [message for _, message in self.unit_errors[:20]]
+        lines += shown
+        if len(self.unit_errors) > len(shown):
+            lines.append(f"... and {len(self.unit_errors) - len(shown)} more failed days")
+        return "\n".join(lines)
+
+    def add_write(self, result: WriteResult) -> None:
+        self.units_written += result.units
+        self.data_points += result.data_points
+        self.rejected += result.rejected
+        self.turns += result.turns
+        self.fields += result.fields
+
+
+ConnectionFactory = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
+ClientFactory = Callable[[Source], UsersnapClient]
+
+
+def import_units(
+    units: list[Unit],
+    sources: Iterable[Source],
+    *,
+    client_factory: ClientFactory,
+    connection: ConnectionFactory,
+    workers: int = 4,
+    flush_items: int = 5000,
+    run_id: str | None = None,
+    record_status: bool = True,
+) -> ImportReport:
+    """Fetch every unit (in parallel), map and write them in batches of whole units.
+
+    A unit is written only when all of its pages arrived, so a unit that fails leaves its previous rows
+    in place. At the end each source's `last_synced_at` / `last_error` is recorded.
+    """
+    by_id = {s.source_id: s for s in sources}
+    report = ImportReport(units_planned=len(units))
+    progress = ImportProgress(units_total=len(units))
+    failed_sources: dict[str, str] = {}
+    local = threading.local()
+    clients: list[UsersnapClient] = []
+    clients_lock = threading.Lock()
+
+    def client_for(source: Source) -> UsersnapClient:
+        cache = getattr(local, "clients", None)
+        if cache is None:
+            cache = local.clients = {}
+        if source.source_id not in cache:
+            cache[source.source_id] = client_factory(source)
+            with clients_lock:
+                clients.append(cache[source.source_id])
+        return cache[source.source_id]
+
+    def fetch(unit: Unit) -> list[Any] | None:
+        if unit.source_id in failed_sources:
+            return None
+        start, end = day_bounds(unit.day)
+        items: list[Any] = []
+        for page in client_for(by_id[unit.source_id]).iter_feedback_pages(unit.project_id, start, end):
+            items.extend(page)
+        return items
+
+    batch = FeedbackBatch(run_id=run_id)
+
+    def flush() -> None:
+        nonlocal batch
+        if batch.units:
+            with connection() as con:
+                report.add_write(write_batch(con, batch))
+        batch = FeedbackBatch(run_id=run_id)
+
+    fetched_at = datetime.now(UTC)
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="usersnap") as pool:
+        for unit, outcome in _bounded_map(pool, fetch, units, in_flight=max(1, workers) * 2):
+            progress.units_done += 1
+            source = by_id[unit.source_id]
+            if isinstance(outcome, BaseException):
+                if isinstance(outcome, InvalidCredentials):
+                    failed_sources.setdefault(unit.source_id, authorization_error(source, outcome))
+                elif isinstance(outcome, MissingCredentials):
+                    failed_sources.setdefault(unit.source_id, f"Cannot sync {source.label}: {outcome}")
+                elif isinstance(outcome, UsersnapError):
+                    report.unit_errors.append(
+                        (
+                            unit.source_id,
+                            f"{source.label}, project '{unit.project_name}', day {unit.day.isoformat()}: {outcome}",
+                        )
+                    )
+                else:
+                    raise outcome
+            elif outcome is not None:
+                counts = batch.add_unit(unit, outcome, fetched_at=fetched_at)
+                report.items += counts.items
+                progress.items += counts.items
+                report.per_source[unit.source_id] = report.per_source.get(unit.source_id, 0) + counts.items
+                if batch.item_count >= flush_items:
+                    flush()
+            for listener in list(_progress_listeners):
+                listener(progress)
+        flush()
+    for client in clients:
+        report.requests += client.requests_made
+        client.close()
+    report.source_errors = failed_sources
+    if record_status:
+        _record_statuses(connection, report, units)
+    return report
+
+
+def _record_statuses(connection: ConnectionFactory, report: ImportReport, units: list[Unit]) -> None:
+    touched = {u.source_id for u in units}
+    unit_failures: dict[str, list[str]] = {}
+    for source_id, message in report.unit_errors:
+        unit_failures.setdefault(source_id, []).append(message)
+    with connection() as con:
+        for source_id in touched:
+            error = report.source_errors.get(source_id)
+            if error is None and unit_failures.get(source_id):
+                failures = unit_failures[source_id]
+                error = f"{len(failures)} day(s) failed; first: {failures[0]}"
+            record_sync(con, source_id, error=error)
+
+
+def _bounded_map(
+    pool: ThreadPoolExecutor, fn: Callable[[Unit], Any], units: list[Unit], *, in_flight: int
+) -> Iterator[tuple[Unit, Any]]:
+    """Like pool.map, but yields in completion order, keeps at most `in_flight` units fetched and not yet
+    consumed (bounded memory), and yields an exception instead of raising it."""
+    pending: dict[Future[Any], Unit] = {}
+    queue = iter(units)
+    while True:
+        while len(pending) < in_flight:
+            unit = next(queue, None)
+            if unit is None:
+                break
+            pending[pool.submit(fn, unit)] = unit
+        if not pending:
+            return
+        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        for future in done:
+            unit = pending.pop(future)
+            exc = future.exception()
+            yield unit, exc if exc is not None else future.result()

@@ -1,0 +1,67 @@
+"""Dagster resources: the Usersnap client factory and the DuckDB connection.
+
+Secrets never enter Dagster config: a source names the environment variables holding its key, and
+the resource reads their values from the environment at run time, when a client is built.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from usersnap_channels import settings
+from usersnap_channels.client import Credentials, RetryPolicy, UsersnapClient, UsersnapError
+
+
+class MissingCredentials(UsersnapError):
+    """A credential environment variable named by a source is not set."""
+
+
+class UsersnapResource(dg.ConfigurableResource):
+    """Builds Usersnap clients. Holds only the API root and the *names* of the credential variables."""
+
+    base_url: str | None = Field(
+        default=None, description="Usersnap API root; unset means $USERSNAP_BASE_URL, else the public API."
+    )
+    jwt_id_env: str = Field(default=settings.DEFAULT_JWT_ID_ENV, description="Variable holding the JWT ID.")
+    jwt_secret_env: str = Field(
+        default=settings.DEFAULT_JWT_SECRET_ENV, description="Variable holding the JWT Secret (never its value)."
+    )
+    connect_timeout_s: float = Field(default=10.0, description="Seconds to wait for a TCP connection.")
+    read_timeout_s: float = Field(default=60.0, description="Seconds to wait for a response.")
+    max_transient_retries: int = Field(default=6, description="Tries per request on 5xx, drops and bad bodies.")
+    backoff_base_s: float = Field(default=0.5, description="First backoff; doubles per try, with jitter.")
+
+    def resolved_base_url(self) -> str:
+        return self.base_url or settings.base_url()
+
+    def client(self, jwt_id_env: str | None = None, jwt_secret_env: str | None = None) -> UsersnapClient:
+        """A client for the key in the named variables (the resource's defaults when not given)."""
+        credentials = read_credentials(jwt_id_env or self.jwt_id_env, jwt_secret_env or self.jwt_secret_env)
+        return UsersnapClient(
+            self.resolved_base_url(),
+            credentials,
+            timeout=(self.connect_timeout_s, self.read_timeout_s),
+            retry=RetryPolicy(max_transient=self.max_transient_retries, backoff_base_s=self.backoff_base_s),
+        )
+
+
+def read_credentials(jwt_id_env: str, jwt_secret_env: str) -> Credentials:
+    """The key from the environment; a clear error naming any variable that is missing."""
+    missing = [name for name in (jwt_id_env, jwt_secret_env) if not os.environ.get(name)]
+    if missing:
+        raise MissingCredentials(
+            f"Environment variable {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: "
+            "export the JWT ID and JWT Secret from Settings → API in Usersnap under those names."
+        )
+    return Credentials(os.environ[jwt_id_env], os.environ[jwt_secret_env])
+
+
+def channels_duckdb(database: str | None = None) -> DuckDBResource:
+    """The channels DuckDB file ($USERSNAP_CHANNELS_DB, default data/channels.duckdb)."""
+    path = database or str(settings.db_path())
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    return DuckDBResource(database=path)

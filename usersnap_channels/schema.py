@@ -1,0 +1,228 @@
+"""The DuckDB tables, column by column: the analysts' contract in one place.
+
+The DDL, the Arrow schemas of bulk inserts, the Dagster column metadata and the README's table
+reference are all derived from `TABLES`, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dagster as dg
+import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    sql_type: str
+    description: str
+    nullable: bool = True
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    grain: str
+    description: str
+    columns: tuple[Column, ...]
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def ddl(self) -> str:
+        cols = ",\n    ".join(f"{c.name} {c.sql_type}{'' if c.nullable else ' NOT NULL'}" for c in self.columns)
+        return f"CREATE TABLE IF NOT EXISTS {self.name} (\n    {cols}\n);"
+
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema([pa.field(c.name, _ARROW_TYPES[c.sql_type], nullable=c.nullable) for c in self.columns])
+
+    def dagster_schema(self) -> dg.TableSchema:
+        return dg.TableSchema(
+            columns=[
+                dg.TableColumn(
+                    c.name,
+                    c.sql_type,
+                    description=c.description,
+                    constraints=dg.TableColumnConstraints(nullable=c.nullable),
+                )
+                for c in self.columns
+            ]
+        )
+
+
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "VARCHAR": pa.string(),
+    "JSON": pa.string(),
+    "DATE": pa.date32(),
+    "TIMESTAMPTZ": pa.timestamp("us", tz="UTC"),
+    "BIGINT": pa.int64(),
+    "INTEGER": pa.int32(),
+    "DOUBLE": pa.float64(),
+    "BOOLEAN": pa.bool_(),
+    "VARCHAR[]": pa.list_(pa.string()),
+}
+
+C = Column
+_SOURCE_ID = C("source_id", "VARCHAR", "The source (Usersnap connection) the row belongs to; see `sources`.", False)
+_FEEDBACK_ID = C("feedback_id", "VARCHAR", "Usersnap's id of the feedback item (a UUID).", False)
+_PROJECT_ID = C("project_id", "VARCHAR", "Usersnap project id (a UUID).", False)
+_PARTITION_DATE = C("partition_date", "DATE", "UTC day of the item's `created_at`: its daily partition.", False)
+
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in (
+        Table(
+            "channels",
+            "channel",
+            "Named collections of data points, created on first `connect`.",
+            (
+                C("channel_name", "VARCHAR", "The channel's name, unique.", False),
+                C("created_at", "TIMESTAMPTZ", "When the channel was created.", False),
+            ),
+        ),
+        Table(
+            "sources",
+            "source",
+            "Usersnap connections. Only the names of the credential variables are stored, never their values.",
+            (
+                C("source_id", "VARCHAR", "Stable id of the source (`src_` + 12 hex digits).", False),
+                C("channel_name", "VARCHAR", "The channel the source feeds.", False),
+                C("source_name", "VARCHAR", "The source's name, unique within its channel.", False),
+                C("jwt_id_env", "VARCHAR", "Name of the environment variable holding the JWT ID.", False),
+                C("jwt_secret_env", "VARCHAR", "Name of the environment variable holding the JWT Secret.", False),
+                C("backfill_window", "VARCHAR", "`7d`, `30d`, `90d` or `6m`.", False),
+                C("window_start", "DATE", "First UTC day imported: connect day minus the window.", False),
+                C("status", "VARCHAR", "`connected` or `disconnected` (disconnected sources are never polled).", False),
+                C("connected_at", "TIMESTAMPTZ", "When the source was (last) connected.", False),
+                C("disconnected_at", "TIMESTAMPTZ", "When it was disconnected; NULL while connected."),
+                C("last_synced_at", "TIMESTAMPTZ", "End of the last sync in which every day of it succeeded."),
+                C("last_error", "VARCHAR", "The last sync's error for this source; NULL after a clean sync."),
+            ),
+        ),
+        Table(
+            "source_projects",
+            "picked project",
+            "The Usersnap projects each source imports.",
+            (
+                _SOURCE_ID,
+                _PROJECT_ID,
+                C("project_name", "VARCHAR", "The project's name when it was picked.", False),
+            ),
+        ),
+        Table(
+            "usersnap_projects",
+            "project a connected key can see",
+            "Every Usersnap project visible to each connected source's key; refreshed by `usersnap_projects`.",
+            (
+                _SOURCE_ID,
+                _PROJECT_ID,
+                C("name", "VARCHAR", "Project name in Usersnap."),
+                C("feedback_count", "BIGINT", "Items in the project, as Usersnap counts them."),
+                C("open_feedback_count", "BIGINT", "Open items, as Usersnap counts them."),
+                C("is_live", "BOOLEAN", "Whether the project's widget is live."),
+                C("created_at", "TIMESTAMPTZ", "When the project was created in Usersnap."),
+                C("refreshed_at", "TIMESTAMPTZ", "When this row was fetched.", False),
+            ),
+        ),
+        Table(
+            "raw_feedback",
+            "fetched item",
+            "Usersnap items as fetched, minus the never-imported fields (screenshot image, screen recording, "
+            "assignee, updated/resolved timestamps). Replaced per (source, project, day) on every sync.",
+            (
+                _SOURCE_ID,
+                _PROJECT_ID,
+                _PARTITION_DATE,
+                _FEEDBACK_ID,
+                C("created_at", "TIMESTAMPTZ", "When the feedback was submitted (UTC).", False),
+                C("item", "JSON", "The item's JSON, never-imported fields removed, numbers with every digit.", False),
+                C("fetched_at", "TIMESTAMPTZ", "When this copy was fetched.", False),
+            ),
+        ),
+        Table(
+            "data_points",
+            "data point",
+            "One row per imported feedback item per channel: what analysts query.",
+            (
+                C("channel_name", "VARCHAR", "The channel the data point belongs to.", False),
+                _SOURCE_ID,
+                C("source_name", "VARCHAR", "The source's name.", False),
+                _PROJECT_ID,
+                C("project_name", "VARCHAR", "The project's name."),
+                _FEEDBACK_ID,
+                C("feedback_number", "BIGINT", "Usersnap's per-project running number (#123 in the UI)."),
+                C("submitted_at", "TIMESTAMPTZ", "When the feedback was submitted (`created_at`).", False),
+                C("link", "VARCHAR", "Usersnap's `public_link`: opens the item and its screenshot in Usersnap."),
+                C("email", "VARCHAR", "Submitter's email; NULL when not given."),
+                C("status", "VARCHAR", "Usersnap `status_type` (open, in_progress, done, closed …); NULL when absent."),
+                C("priority", "VARCHAR", "Usersnap priority (low, medium, high, urgent); NULL when absent."),
+                C("tags", "VARCHAR[]", "Names of the item's Usersnap labels; `[]` when none.", False),
+                C("text", "VARCHAR", "Every turn's text joined by blank lines; `''` when the item has no text.", False),
+                C("imported_at", "TIMESTAMPTZ", "When this row was written.", False),
+                _PARTITION_DATE,
+            ),
+        ),
+        Table(
+            "data_point_turns",
+            "conversation turn",
+            "The texts of a data point in order: text inputs, then screenshot comments.",
+            (
+                _SOURCE_ID,
+                _FEEDBACK_ID,
+                C("turn", "INTEGER", "1, 2, … in order.", False),
+                C("label", "VARCHAR", "The input's label, or `Screenshot comment`; NULL for an unlabelled input."),
+                C("text", "VARCHAR", "What the user wrote.", False),
+            ),
+        ),
+        Table(
+            "data_point_fields",
+            "filterable field",
+            "Non-text form inputs and flattened `custom_data`, as name/value pairs.",
+            (
+                _SOURCE_ID,
+                _FEEDBACK_ID,
+                C(
+                    "name",
+                    "VARCHAR",
+                    "Input label (`Input <order>` if none, ` (2)` for repeats) or custom_data key path (`user.id`).",
+                    False,
+                ),
+                C("value", "VARCHAR", "The value as text, every digit kept.", False),
+                C("value_type", "VARCHAR", "`boolean`, `number`, `text` or `json`.", False),
+                C("origin", "VARCHAR", "`form` (an input of the widget) or `custom_data` (set by the SDK).", False),
+            ),
+        ),
+        Table(
+            "rejected_items",
+            "item that could not be mapped",
+            "Malformed items, kept with the reason instead of being dropped; they never fail a partition.",
+            (
+                _SOURCE_ID,
+                _PROJECT_ID,
+                _PARTITION_DATE,
+                C("feedback_id", "VARCHAR", "The item's id when readable."),
+                C("reason", "VARCHAR", "Why it could not be mapped.", False),
+                C("payload", "VARCHAR", "The item's JSON, never-imported fields removed.", False),
+                C("seen_at", "TIMESTAMPTZ", "When it was fetched.", False),
+            ),
+        ),
+        Table(
+            "sync_state",
+            "imported unit (source, project, day)",
+            "Bookkeeping: which (source, project, day) units were imported, when, and how many items each held.",
+            (
+                _SOURCE_ID,
+                _PROJECT_ID,
+                _PARTITION_DATE,
+                C("items", "INTEGER", "Data points written for the unit.", False),
+                C("rejected", "INTEGER", "Rejected items of the unit.", False),
+                C("synced_at", "TIMESTAMPTZ", "When the unit was last imported.", False),
+                C("run_id", "VARCHAR", "The Dagster run that imported it."),
+            ),
+        ),
+    )
+}
+
+SCHEMA_SQL = "\n".join(t.ddl() for t in TABLES.values())

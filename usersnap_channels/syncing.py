@@ -1,0 +1,145 @@
+"""`sync` as Dagster runs on the project's instance, so every sync shows in the Dagster UI.
+
+A sync is two in-process runs: a refresh of `usersnap_projects`, then one single-run import of the
+whole missing range of days (the days already imported are skipped, today and yesterday re-fetched).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+
+from usersnap_channels import settings
+from usersnap_channels.definitions import build_definitions
+from usersnap_channels.ingest import ImportProgress, add_progress_listener, plan_units, remove_progress_listener
+from usersnap_channels.partitions import partition_key, partitions_start, utc_today
+from usersnap_channels.registry import Source
+from usersnap_channels.storage import connect, synced_units
+
+#: Dagster's console logger only speaks up for warnings: the CLI prints its own progress and summary.
+QUIET_LOGGING = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+@dataclass
+class SyncOutcome:
+    success: bool
+    units: int = 0
+    items: int = 0
+    seconds: float = 0.0
+    run_ids: list[str] = field(default_factory=list)
+
+
+def missing_range(sources: list[Source], database: str) -> tuple[str, str, int] | None:
+    """(first partition key, last partition key, units) that a sync must import, or None."""
+    today = utc_today()
+    con = connect(database)
+    try:
+        synced = synced_units(con, [s.source_id for s in sources])
+    finally:
+        con.close()
+    earliest = max(min(s.window_start for s in sources), partitions_start(today))
+    units = plan_units(sources, earliest, today, today=today, already_synced=synced)
+    if not units:
+        return None
+    return partition_key(min(u.day for u in units)), partition_key(today), len(units)
+
+
+def run_sync(
+    sources: list[Source],
+    *,
+    instance_home: Path,
+    show_progress: bool = False,
+    definitions: dg.Definitions | None = None,
+    database: str | None = None,
+    workers: int = 4,
+) -> SyncOutcome:
+    """Refresh projects, then import every missing day of the given connected sources."""
+    started = time.monotonic()
+    os.environ["DAGSTER_HOME"] = str(instance_home)
+    database = database or str(settings.db_path())
+    defs = definitions or build_definitions(database=database)
+    outcome = SyncOutcome(success=True)
+    planned = missing_range(sources, database)
+    if planned is None:
+        outcome.seconds = time.monotonic() - started
+        return outcome
+    first, last, _ = planned
+    source_ids = [s.source_id for s in sources]
+    with dg.DagsterInstance.get() as instance:
+        projects = defs.resolve_job_def("projects_refresh_job").execute_in_process(
+            instance=instance, run_config=QUIET_LOGGING, raise_on_error=False
+        )
+        outcome.run_ids.append(projects.run_id)
+        progress_bar = _ProgressBar() if show_progress else None
+        tracker = _Tracker(progress_bar)
+        add_progress_listener(tracker)
+        try:
+            result = defs.resolve_job_def("feedback_import_job").execute_in_process(
+                instance=instance,
+                run_config={
+                    **QUIET_LOGGING,
+                    "ops": {
+                        "usersnap_feedback": {
+                            "config": {"only_missing": True, "source_ids": source_ids, "workers": workers}
+                        }
+                    },
+                },
+                tags={
+                    "dagster/asset_partition_range_start": first,
+                    "dagster/asset_partition_range_end": last,
+                    "usersnap_channels/trigger": "cli-sync",
+                },
+                raise_on_error=False,
+            )
+        finally:
+            remove_progress_listener(tracker)
+            if progress_bar is not None:
+                progress_bar.close()
+        outcome.run_ids.append(result.run_id)
+        outcome.success = result.success
+    outcome.units = tracker.last.units_done if tracker.last else 0
+    outcome.items = tracker.last.items if tracker.last else 0
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+class _ProgressBar:
+    """A rich progress bar fed by the import's progress events (same process)."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("Syncing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("days·projects"),
+            TextColumn("{task.fields[items]} items"),
+            TimeRemainingColumn(),
+            transient=False,
+        )
+        self._task = self._progress.add_task("sync", total=None, items=0)
+        self._progress.start()
+
+    def update(self, progress: ImportProgress) -> None:
+        self._progress.update(
+            self._task, total=progress.units_total, completed=progress.units_done, items=progress.items
+        )
+
+    def close(self) -> None:
+        self._progress.stop()
+
+
+class _Tracker:
+    def __init__(self, bar: _ProgressBar | None) -> None:
+        self.bar = bar
+        self.last: ImportProgress | None = None
+
+    def __call__(self, progress: ImportProgress) -> None:
+        self.last = progress
+        if self.bar is not None:
+            self.bar.update(progress)
