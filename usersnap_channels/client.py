@@ -244,7 +244,7 @@ class UsersnapClient:
                     method, self.base_url + path, params=params, data=body, headers=headers, timeout=self._timeout
                 )
                 content = response.content  # reads the whole body: truncation raises here
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
                 problem = f"connection problem ({type(exc).__name__})"
             else:
                 status = response.status_code
