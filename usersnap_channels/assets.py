@@ -3,8 +3,6 @@
 Thin Dagster wiring: what to fetch and how to write it lives in `ingest` and `storage`.
 """
 
-from __future__ import annotations
-
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -160,7 +158,7 @@ def usersnap_feedback(
         client_factory=client_factory,
         connection=duckdb.get_connection,
         workers=config.workers,
-        run_id=context.run_id,
+        run_id=context.run.run_id,
     )
     if report.failed:
         raise dg.Failure(

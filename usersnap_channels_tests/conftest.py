@@ -79,12 +79,23 @@ def add_source(
         con.close()
 
 
-def run_cli(*args: str, env: dict[str, str], input: str | None = None, tz: str = "Pacific/Kiritimati",
-            cwd: Path | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str,
+    env: dict[str, str],
+    input: str | None = None,
+    tz: str = "Pacific/Kiritimati",
+    cwd: Path | None = None,
+    timeout: float = 180,
+) -> subprocess.CompletedProcess[str]:
     """The real console script in a subprocess, under a time zone far from UTC (UTC+14)."""
     full_env = {**os.environ, **env, "TZ": tz, "COLUMNS": "200", "NO_COLOR": "1"}
     exe = Path(sys.executable).with_name("usersnap-channels")
     return subprocess.run(
-        [str(exe), *args], env=full_env, input=input if input is not None else "", capture_output=True,
-        text=True, timeout=timeout, cwd=cwd,
+        [str(exe), *args],
+        env=full_env,
+        input=input if input is not None else "",
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
     )

@@ -101,7 +101,10 @@ def test_429_is_waited_out_as_retry_after_says_and_resumed(devserver: DevServer,
 
 def test_retry_after_parsing() -> None:
     assert parse_retry_after("7") == 7.0
-    assert parse_retry_after("Wed, 25 Nov 2026 10:00:10 GMT", now=datetime(2026, 11, 25, 10, 0, tzinfo=UTC).timestamp()) == 10.0
+    assert (
+        parse_retry_after("Wed, 25 Nov 2026 10:00:10 GMT", now=datetime(2026, 11, 25, 10, 0, tzinfo=UTC).timestamp())
+        == 10.0
+    )
     assert parse_retry_after("yesterday-ish") is None
     assert parse_retry_after(None) is None
 
@@ -160,7 +163,9 @@ def test_no_write_call_and_no_secret_in_logs(devserver: DevServer, caplog: pytes
     list(client.iter_feedback_pages(project["project_id"], start, end))
     client.count_feedback(project["project_id"], start, end)
     with pytest.raises(InvalidCredentials) as excinfo:
-        UsersnapClient(devserver.base_url, Credentials(ws.jwt_id, ws.jwt_secret + "x"), retry=FAST_RETRY).list_projects()
+        UsersnapClient(
+            devserver.base_url, Credentials(ws.jwt_id, ws.jwt_secret + "x"), retry=FAST_RETRY
+        ).list_projects()
     assert devserver.write_attempts == []
     assert {r.method for r in devserver.request_log} <= {"GET", "POST"}
     assert all(r.path.endswith(("/projects", "/filter", "/count")) for r in devserver.request_log)
