@@ -66,7 +66,7 @@ def _out() -> Console:
 
 
 def _err() -> Console:
-    return Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+    return Console(stderr=True, width=None if sys.stderr.isatty() else 160, soft_wrap=True)
 
 
 # -- shared plumbing ------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import logging
 import random
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +23,9 @@ from usersnap_channels import jsonio
 from usersnap_channels.settings import PAGE_SIZE, TOKEN_LIFETIME_S
 
 log = logging.getLogger(__name__)
+
+# Usersnap issues the secrets; their length is not ours to choose, so PyJWT's advice is noise on every call.
+warnings.filterwarnings("ignore", category=jwt.warnings.InsecureKeyLengthWarning)
 
 INVALID_CREDENTIALS_GUIDANCE = (
     "The JWT ID or JWT Secret is wrong, the key was deleted in Usersnap, or its creator lost Admin "

@@ -16,8 +16,14 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from usersnap_channels import jsonio
-from usersnap_channels.mapping import DataPoint, Rejection, map_item, parse_created_at, strip_never_imported
+from usersnap_channels.mapping import (
+    DataPoint,
+    Rejection,
+    map_item,
+    parse_created_at,
+    storable_json,
+    strip_never_imported,
+)
 from usersnap_channels.schema import SCHEMA_SQL, TABLES
 
 #: Tables that hold one source's imported feedback (what `delete` empties for a source).
@@ -104,7 +110,7 @@ class FeedbackBatch:
             if isinstance(result, DataPoint):
                 problem = _unit_problem(result, unit, seen)
                 if problem is not None:
-                    result = Rejection(result.feedback_id, problem, jsonio.dumps(strip_never_imported(item)))
+                    result = Rejection(result.feedback_id, problem, storable_json(strip_never_imported(item)))
             if isinstance(result, Rejection):
                 self._add_rejection(unit, result, now)
                 counts.rejected += 1
@@ -132,7 +138,7 @@ class FeedbackBatch:
             unit.day,
             dp.feedback_id,
             dp.submitted_at,
-            jsonio.dumps(strip_never_imported(item)),
+            storable_json(strip_never_imported(item)),
             now,
         )
         for name, value in zip(_RAW_SCHEMA.names, raw_row, strict=True):
