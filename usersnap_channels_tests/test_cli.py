@@ -31,7 +31,7 @@ def test_wrong_credentials_exit_2_with_the_guidance(env) -> None:
     ):
         result = run_cli(*args, env=bad)
         assert result.returncode == 2
-        first, *rest = result.stderr.strip().splitlines()
+        first = result.stderr.strip().splitlines()[0]
         assert first.startswith("Invalid credentials")
         assert "deleted" in result.stderr and "Admin" in result.stderr and "Settings → API" in result.stderr
         assert "Traceback" not in result.stderr
