@@ -1,0 +1,173 @@
+"""`make demo`: the whole product end to end against the bundled local Usersnap server.
+
+Starts the dev server, connects one channel to two Usersnap workspaces (several projects, 90 days),
+syncs through Dagster, prints the status and an analyst's query, and says how to open the Dagster UI.
+Everything lands in `.demo/` (DuckDB file, dev keys) and the project's local Dagster instance.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import requests
+from rich.console import Console
+from rich.table import Table
+
+DEMO_DIR = Path(".demo")
+CHANNEL = "Product feedback"
+
+ANALYST_QUERY = """
+SELECT project_name,
+       count(*)                                             AS data_points,
+       count(*) FILTER (WHERE status = 'open')              AS still_open,
+       count(*) FILTER (WHERE list_contains(tags, 'Bug'))   AS tagged_bug,
+       round(avg(try_cast(f.value AS DOUBLE)), 2)           AS avg_rating
+FROM data_points dp
+LEFT JOIN data_point_fields f
+       ON f.source_id = dp.source_id AND f.feedback_id = dp.feedback_id
+      AND f.origin = 'form' AND f.name = 'How would you rate this page?'
+WHERE submitted_at >= now() - INTERVAL 30 DAY
+GROUP BY project_name
+ORDER BY data_points DESC
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cli() -> str:
+    return str(Path(sys.executable).with_name("usersnap-channels"))
+
+
+def _run(console: Console, env: dict[str, str], *args: str) -> None:
+    console.print(f"\n$ usersnap-channels {shlex.join(args)}", style="bold", markup=False, highlight=False)
+    result = subprocess.run([_cli(), *args], env=env)
+    if result.returncode != 0:
+        raise SystemExit(f"demo step failed: usersnap-channels {' '.join(args)} (exit {result.returncode})")
+
+
+def main() -> None:
+    console = Console(soft_wrap=True)
+    if DEMO_DIR.exists():
+        shutil.rmtree(DEMO_DIR)
+    DEMO_DIR.mkdir()
+    port = _free_port()
+    env_file = DEMO_DIR / "dev.env"
+    console.print(f"[bold]Starting the local Usersnap server on 127.0.0.1:{port}[/bold] (2 workspaces, 5 projects)")
+    server = subprocess.Popen(
+        [_cli(), "dev-server", "--port", str(port), "--env-file", str(env_file)],
+        stdout=subprocess.DEVNULL,
+        stderr=open(DEMO_DIR / "dev-server.log", "w"),  # noqa: SIM115 - lives as long as the server
+    )
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/_dev/health", server)
+        keys = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
+        env = {
+            **os.environ,
+            **keys,
+            "USERSNAP_BASE_URL": f"http://127.0.0.1:{port}/v0.1",
+            "USERSNAP_CHANNELS_DB": str(DEMO_DIR / "channels.duckdb"),
+        }
+        for workspace in ("ACME", "GLOBEX"):
+            _run(
+                console,
+                env,
+                "projects",
+                "--jwt-id-env",
+                f"{workspace}_JWT_ID",
+                "--jwt-secret-env",
+                f"{workspace}_JWT_SECRET",
+            )
+        _run(
+            console,
+            env,
+            "connect",
+            "--channel",
+            CHANNEL,
+            "--source",
+            "Acme workspace",
+            "--jwt-id-env",
+            "ACME_JWT_ID",
+            "--jwt-secret-env",
+            "ACME_JWT_SECRET",
+            "--project",
+            "Web App",
+            "--project",
+            "Mobile App",
+            "--project",
+            "Checkout",
+            "--backfill",
+            "90d",
+        )
+        _run(
+            console,
+            env,
+            "connect",
+            "--channel",
+            CHANNEL,
+            "--source",
+            "Globex workspace",
+            "--jwt-id-env",
+            "GLOBEX_JWT_ID",
+            "--jwt-secret-env",
+            "GLOBEX_JWT_SECRET",
+            "--all-projects",
+            "--backfill",
+            "90d",
+        )
+        _run(console, env, "sync")
+        _run(console, env, "status")
+        _show_query(console, env["USERSNAP_CHANNELS_DB"])
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    console.print(
+        "\n[bold]Open the result in the Dagster UI[/bold] (assets, partitions, runs of this demo):\n"
+        f"  USERSNAP_CHANNELS_DB={DEMO_DIR}/channels.duckdb make dev     # then browse http://127.0.0.1:3000\n"
+        "Query the data yourself:\n"
+        f"  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{DEMO_DIR}/channels.duckdb', read_only=True)"
+        ".sql('FROM data_points LIMIT 5'))\""
+    )
+
+
+def _wait_for(url: str, server: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"the dev server exited early; see {DEMO_DIR}/dev-server.log")
+        try:
+            if requests.get(url, timeout=1).ok:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("the dev server did not start within 30 s")
+
+
+def _show_query(console: Console, database: str) -> None:
+    console.print("\n[bold]An analyst's query[/bold] (last 30 days per project):")
+    console.print(ANALYST_QUERY.strip(), style="dim", highlight=False)
+    con = duckdb.connect(database, read_only=True)
+    try:
+        rel = con.sql(ANALYST_QUERY)
+        table = Table(*rel.columns)
+        for row in rel.fetchall():
+            table.add_row(*("" if v is None else str(v) for v in row))
+    finally:
+        con.close()
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
