@@ -17,6 +17,9 @@ def loads(data: str | bytes) -> Any:
     return simplejson.loads(data, use_decimal=True)
 
 
-def dumps(obj: Any) -> str:
-    """Serialise compactly; `Decimal` is written as a JSON number with its original digits."""
-    return simplejson.dumps(obj, use_decimal=True, separators=(",", ":"), ensure_ascii=False)
+def dumps(obj: Any, *, strict: bool = False) -> str:
+    """Serialise compactly; `Decimal` is written as a JSON number with its original digits.
+
+    `strict=True` raises `ValueError` on NaN/Infinity, which are not JSON (DuckDB's JSON type refuses them).
+    """
+    return simplejson.dumps(obj, use_decimal=True, separators=(",", ":"), ensure_ascii=False, allow_nan=not strict)

@@ -224,6 +224,27 @@ def storable_json(value: Any) -> str:
     return jsonio.dumps(_jsonable(value, escape=True))
 
 
+def raw_json(item: Any) -> str:
+    """`storable_json(strip_never_imported(item))`, fast for ordinary items.
+
+    The common case needs no deep copy and no walk: drop the top-level never-imported keys, dump once
+    in C, and let one UTF-8 encode prove there is no lone surrogate. Anything unusual takes the slow,
+    careful path.
+    """
+    if isinstance(item, dict):
+        try:
+            shallow = {k: v for k, v in item.items() if k != "screenshot" and not is_never_imported(k)}
+            shot = item.get("screenshot")
+            if isinstance(shot, dict):
+                shallow["screenshot"] = {"comments": shot["comments"]} if "comments" in shot else {}
+            text = jsonio.dumps(shallow, strict=True)
+            text.encode("utf-8")
+            return text
+        except (ValueError, TypeError, UnicodeEncodeError, RecursionError):
+            pass
+    return storable_json(strip_never_imported(item))
+
+
 def _payload(item: Any) -> str:
     try:
         stripped = strip_never_imported(item)
@@ -571,6 +592,10 @@ def _custom_fields(item: dict[Any, Any]) -> list[Field]:
 
 
 def _surrogate_location(dp: DataPoint) -> str | None:
+    texts = [dp.link, dp.email, dp.status, dp.priority, dp.text, *dp.tags]
+    texts += [t.label for t in dp.turns] + [f.name for f in dp.fields] + [f.value for f in dp.fields]
+    if not _has_lone_surrogate("".join(t for t in texts if t is not None)):
+        return None  # one search over everything: the common case
     checks: list[tuple[str, str | None]] = [
         ("public_link", dp.link),
         ("email", dp.email),

@@ -21,8 +21,7 @@ from usersnap_channels.mapping import (
     Rejection,
     map_item,
     parse_created_at,
-    storable_json,
-    strip_never_imported,
+    raw_json,
 )
 from usersnap_channels.schema import SCHEMA_SQL, TABLES
 
@@ -110,7 +109,7 @@ class FeedbackBatch:
             if isinstance(result, DataPoint):
                 problem = _unit_problem(result, unit, seen)
                 if problem is not None:
-                    result = Rejection(result.feedback_id, problem, storable_json(strip_never_imported(item)))
+                    result = Rejection(result.feedback_id, problem, raw_json(item))
             if isinstance(result, Rejection):
                 self._add_rejection(unit, result, now)
                 counts.rejected += 1
@@ -138,7 +137,7 @@ class FeedbackBatch:
             unit.day,
             dp.feedback_id,
             dp.submitted_at,
-            storable_json(strip_never_imported(item)),
+            raw_json(item),
             now,
         )
         for name, value in zip(_RAW_SCHEMA.names, raw_row, strict=True):

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from usersnap_channels import jsonio
-from usersnap_channels.mapping import DataPoint, Rejection, map_item, storable_json, strip_never_imported
+from usersnap_channels.mapping import DataPoint, Rejection, map_item, raw_json, storable_json, strip_never_imported
 
 SCREENSHOT_URL = "https://img.usersnap.example/NEVER-IMPORTED-screenshot-url.png"
 RECORDING_URL = "https://rec.usersnap.example/NEVER-IMPORTED-recording.webm"
@@ -458,3 +458,12 @@ def test_lone_surrogate_in_any_mapped_string_is_rejected(
         assert result.feedback_id is None
     else:
         assert result.feedback_id == item["feedback_id"]
+
+
+@SETTINGS
+@given(almost_valid_items() | junk_json)
+def test_raw_json_fast_path_equals_the_careful_path(item: Any) -> None:
+    """`raw_json` is only an optimisation of `storable_json(strip_never_imported(item))`."""
+    fast = raw_json(item)
+    assert storable(fast)
+    assert jsonio.loads(fast) == jsonio.loads(storable_json(strip_never_imported(item)))

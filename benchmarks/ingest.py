@@ -1,0 +1,232 @@
+"""Import 50,000 Usersnap items through the real assets, against a plain `requests` loop baseline.
+
+Both import the same items from the bundled dev server (its own process, so it never competes with the
+measured code for the GIL) and write the same rows into a fresh DuckDB file:
+
+- pipeline: `sync` as the CLI runs it — Dagster runs on a real (SQLite) instance, the `usersnap_projects`
+  refresh, then one single-run import of the whole range: per (source, project, day) units, 4 fetch
+  workers, mapping, Arrow bulk writes, one materialization event per partition and asset.
+- baseline: one `requests.Session`, a fresh JWT per request, each project's whole window paged in 50s,
+  the same mapping, the same rows inserted in bulk once at the end. No Dagster, no threads.
+
+Two windows: 50,000 items over 30 days (5 projects), and the same volume over a 6-month backfill window
+(5 projects, 184 daily partitions), whose `sync` wall time the issue asks for.
+Last line: one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
+from pathlib import Path
+
+import jwt
+import requests
+
+from usersnap_channels import jsonio
+from usersnap_channels.partitions import minus_months, utc_today
+from usersnap_channels.registry import Project, connect_source, list_sources
+from usersnap_channels.storage import FeedbackBatch, Unit, connect, write_batch
+
+ITEMS = 50_000
+PROJECTS = 5
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(tmp: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    exe = Path(sys.executable).with_name("usersnap-channels")
+    proc = subprocess.Popen(
+        [str(exe), "dev-server", "--port", str(port), "--days", "1", "--items-per-day", "0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    root = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if requests.get(f"{root}/_dev/health", timeout=1).ok:
+                return proc, root
+        except requests.RequestException:
+            time.sleep(0.05)
+    raise SystemExit("dev server did not start")
+
+
+def make_workspace(root: str, name: str, first_day: date, today: date) -> dict:
+    """A workspace of PROJECTS projects holding ITEMS items evenly spread over [first_day, now)."""
+    requests.post(f"{root}/_dev/workspaces", json={"name": name, "projects": {}}, timeout=30).raise_for_status()
+    start = datetime.combine(first_day, dtime(0), tzinfo=UTC)
+    end = datetime.now(UTC)
+    for i in range(PROJECTS):
+        requests.post(
+            f"{root}/_dev/projects",
+            json={
+                "workspace": name,
+                "name": f"{name} P{i + 1}",
+                "n_items": ITEMS // PROJECTS,
+                "start": start.isoformat(),
+                "end": end.isoformat(),
+            },
+            timeout=120,
+        ).raise_for_status()
+    return next(w for w in requests.get(f"{root}/_dev/workspaces", timeout=30).json() if w["name"] == name)
+
+
+def pipeline(ws: dict, root: str, first_day: date, window: str, workdir: Path) -> tuple[float, int]:
+    """`sync` through Dagster on a fresh instance and DuckDB file; returns (seconds, items imported)."""
+    from usersnap_channels.syncing import run_sync
+
+    db = str(workdir / "pipeline.duckdb")
+    home = workdir / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((Path(__file__).resolve().parents[1] / "dagster.yaml").read_text())
+    os.environ.update(
+        {
+            "BENCH_JWT_ID": ws["jwt_id"],
+            "BENCH_JWT_SECRET": ws["jwt_secret"],
+            "USERSNAP_BASE_URL": f"{root}/v0.1",
+            "USERSNAP_CHANNELS_DB": db,
+        }
+    )
+    con = connect(db)
+    connect_source(
+        con,
+        channel="Bench",
+        source=ws["name"],
+        jwt_id_env="BENCH_JWT_ID",
+        jwt_secret_env="BENCH_JWT_SECRET",
+        backfill_window=window,
+        window_start=first_day,
+        projects=[Project(p["project_id"], p["name"]) for p in ws["projects"]],
+    )
+    sources = list_sources(con)
+    con.close()
+    started = time.perf_counter()
+    outcome = run_sync(sources, instance_home=home, database=db)
+    seconds = time.perf_counter() - started
+    if not outcome.success:
+        raise SystemExit("the pipeline sync failed")
+    con = connect(db)
+    items = con.execute("SELECT count(*) FROM data_points").fetchone()[0]
+    con.close()
+    return seconds, items
+
+
+def baseline(ws: dict, root: str, first_day: date, workdir: Path) -> tuple[float, int]:
+    """The plain loop: page each project's whole window, map, insert the same rows once."""
+    db = str(workdir / "baseline.duckdb")
+    started = time.perf_counter()
+    session = requests.Session()
+    start = datetime.combine(first_day, dtime(0), tzinfo=UTC)
+    end = datetime.combine(utc_today() + timedelta(days=1), dtime(0), tzinfo=UTC)
+    body = json.dumps(
+        {
+            "query": [
+                {"filter_type": "created_at", "operator": "gte", "value": start.strftime("%Y-%m-%dT%H:%M:%SZ")},
+                {"filter_type": "created_at", "operator": "lt", "value": end.strftime("%Y-%m-%dT%H:%M:%SZ")},
+            ],
+            "order_by": {"order_by_type": "created_at", "direction": "asc"},
+        }
+    )
+    batch = FeedbackBatch()
+    for project in ws["projects"]:
+        by_day: dict[date, list] = defaultdict(list)
+        params: dict = {"limit": 50}
+        while True:
+            now = int(time.time())
+            token = jwt.encode(
+                {"iat": now, "exp": now + 60}, ws["jwt_secret"], algorithm="HS256", headers={"kid": ws["jwt_id"]}
+            )
+            r = session.post(
+                f"{root}/v0.1/projects/{project['project_id']}/feedbacks/filter",
+                params=params,
+                data=body,
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+                timeout=60,
+            )
+            r.raise_for_status()
+            data = jsonio.loads(r.content)["data"]
+            for item in data["feedbacks"]:
+                by_day[date.fromisoformat(item["created_at"][:10])].append(item)
+            if not data["has_more"] or not data.get("next"):
+                break
+            params = {"limit": 50, "after": data["next"]["after"]}
+        for day, items in sorted(by_day.items()):
+            batch.add_unit(
+                Unit("src_baseline", "Bench", ws["name"], project["project_id"], project["name"], day), items
+            )
+    con = connect(db)
+    write_batch(con, batch)
+    items = con.execute("SELECT count(*) FROM data_points").fetchone()[0]
+    con.close()
+    return time.perf_counter() - started, items
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    import dagster  # noqa: F401 - import cost is not what we measure
+
+    today = utc_today()
+    with tempfile.TemporaryDirectory() as tmp:
+        server, root = start_server(Path(tmp))
+        try:
+            results = {}
+            for label, window, first_day in (
+                ("30 days", "30d", today - timedelta(days=30)),
+                ("6 months", "6m", minus_months(today, 6)),
+            ):
+                ws = make_workspace(root, f"Bench {window}", first_day, today)
+                work = Path(tempfile.mkdtemp(dir=tmp))
+                seconds, items = pipeline(ws, root, first_day, window, work)
+                rss = peak_rss_mb()
+                base_seconds, base_items = baseline(ws, root, first_day, work)
+                if items != base_items or items != ITEMS:
+                    raise SystemExit(f"item counts differ: pipeline {items}, baseline {base_items}, expected {ITEMS}")
+                days = (today - first_day).days + 1
+                results[window] = {
+                    "items_per_s": items / seconds,
+                    "baseline_items_per_s": base_items / base_seconds,
+                    "seconds": seconds,
+                    "rss": rss,
+                }
+                print(f"{label}: {items} items, {PROJECTS} projects, {days} daily partitions")
+                print(f"  pipeline (sync through Dagster): {seconds:6.2f} s  {items / seconds:8.0f} items/s")
+                base_rate = base_items / base_seconds
+                print(f"  baseline (plain requests loop):  {base_seconds:6.2f} s  {base_rate:8.0f} items/s")
+                print(f"  ratio pipeline/baseline: {base_seconds / seconds:.2f}   peak RSS so far: {rss:.0f} MB")
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    main_fig = results["30d"]
+    print(
+        json.dumps(
+            {
+                "items_per_s": round(main_fig["items_per_s"]),
+                "baseline_items_per_s": round(main_fig["baseline_items_per_s"]),
+                "ratio": round(main_fig["items_per_s"] / main_fig["baseline_items_per_s"], 3),
+                "peak_rss_mb": round(max(r["rss"] for r in results.values()), 1),
+                "sync_6m_seconds": round(results["6m"]["seconds"], 2),
+                "sync_6m_ratio": round(results["6m"]["items_per_s"] / results["6m"]["baseline_items_per_s"], 3),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
