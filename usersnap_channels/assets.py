@@ -9,7 +9,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from usersnap_channels.client import InvalidCredentials, UsersnapError
+from usersnap_channels.client import ClientSpec, InvalidCredentials, UsersnapError
 from usersnap_channels.ingest import authorization_error, import_units, plan_units
 from usersnap_channels.partitions import feedback_daily_partition, utc_today
 from usersnap_channels.registry import Source, list_sources, record_sync
@@ -86,7 +86,9 @@ class FeedbackImportConfig(dg.Config):
     source_ids: list[str] = Field(
         default_factory=list, description="Only these sources (ids from the `sources` table); empty = all."
     )
-    workers: int = Field(default=4, ge=1, le=32, description="Parallel Usersnap requests.")
+    workers: int = Field(
+        default=4, ge=1, le=32, description="Parallel fetch workers (processes for big imports, at most one per CPU)."
+    )
 
 
 #: The assets of one feedback import. `data_points` also owns its satellite tables (turns, fields and
@@ -154,13 +156,13 @@ def usersnap_feedback(
         f"for {len(sources)} connected source(s)"
     )
 
-    def client_factory(source: Source):
-        return usersnap.client(source.jwt_id_env, source.jwt_secret_env)
+    def client_spec(source: Source) -> ClientSpec:
+        return usersnap.client_spec(source.jwt_id_env, source.jwt_secret_env)
 
     report = import_units(
         units,
         sources,
-        client_factory=client_factory,
+        client_spec=client_spec,
         connection=duckdb.get_connection,
         workers=config.workers,
         run_id=context.run.run_id,

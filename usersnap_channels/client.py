@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import os
 import random
 import time
 import uuid
@@ -44,8 +45,18 @@ class InvalidCredentials(UsersnapError):
     """Usersnap answered 401 WRONG_AUTH: the key is wrong, deleted or rotated."""
 
     def __init__(self, detail: str = "") -> None:
+        self.detail = detail
         lead = "Invalid credentials" + (f" ({detail})" if detail else "")
         super().__init__(f"{lead}.\n{INVALID_CREDENTIALS_GUIDANCE}")
+
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuild from the detail, not the full message, when crossing a process boundary.
+        return (self.__class__, (self.detail,))
+
+
+class MissingCredentials(UsersnapError):
+    """A credential environment variable named by a source is not set."""
 
 
 class UsersnapAccessError(UsersnapError):
@@ -65,6 +76,17 @@ class Credentials:
 
     def __str__(self) -> str:
         return f"Credentials(jwt_id={self.jwt_id!r})"
+
+
+def read_credentials(jwt_id_env: str, jwt_secret_env: str) -> Credentials:
+    """The key from the environment variables a source names; a clear error naming any that is missing."""
+    missing = [name for name in (jwt_id_env, jwt_secret_env) if not os.environ.get(name)]
+    if missing:
+        raise MissingCredentials(
+            f"Environment variable {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: "
+            "export the JWT ID and JWT Secret from Settings → API in Usersnap under those names."
+        )
+    return Credentials(os.environ[jwt_id_env], os.environ[jwt_secret_env])
 
 
 @dataclass(frozen=True)
@@ -118,6 +140,27 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+@dataclass(frozen=True)
+class ClientSpec:
+    """Everything needed to build a client, without a secret: the key is read from the named variables
+    where the client is built (possibly another process), so it never travels through config or pipes."""
+
+    base_url: str
+    jwt_id_env: str
+    jwt_secret_env: str
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 60.0
+    retry: RetryPolicy = RetryPolicy()
+
+    def build(self) -> UsersnapClient:
+        return UsersnapClient(
+            self.base_url,
+            read_credentials(self.jwt_id_env, self.jwt_secret_env),
+            timeout=(self.connect_timeout_s, self.read_timeout_s),
+            retry=self.retry,
+        )
 
 
 class UsersnapClient:

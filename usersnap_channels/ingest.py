@@ -8,9 +8,10 @@ rejected credentials), so one bad day or one rotated key never stops the others.
 from __future__ import annotations
 
 import logging
-import threading
+import multiprocessing
+import os
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -18,11 +19,11 @@ from typing import Any
 
 import duckdb
 
-from usersnap_channels.client import InvalidCredentials, UsersnapClient, UsersnapError
-from usersnap_channels.partitions import day_bounds, days_between
+from usersnap_channels.client import ClientSpec, InvalidCredentials, MissingCredentials, UsersnapError
+from usersnap_channels.fetching import UnitJob, close_clients, fetch_unit
+from usersnap_channels.partitions import days_between
 from usersnap_channels.registry import Source, record_sync
-from usersnap_channels.resources import MissingCredentials
-from usersnap_channels.storage import FeedbackBatch, Unit, WriteResult, write_batch
+from usersnap_channels.storage import ArrowBatch, Unit, WriteResult
 
 log = logging.getLogger(__name__)
 
@@ -134,65 +135,60 @@ class ImportReport:
 
 
 ConnectionFactory = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
-ClientFactory = Callable[[Source], UsersnapClient]
+ClientSpecFactory = Callable[[Source], ClientSpec]
+
+#: Below this many units an import fetches in threads: starting worker processes costs about a second.
+PROCESS_POOL_MIN_UNITS = 32
 
 
 def import_units(
     units: list[Unit],
     sources: Iterable[Source],
     *,
-    client_factory: ClientFactory,
+    client_spec: ClientSpecFactory,
     connection: ConnectionFactory,
     workers: int = 4,
     flush_items: int = 5000,
     run_id: str | None = None,
     record_status: bool = True,
+    processes: bool | None = None,
 ) -> ImportReport:
-    """Fetch every unit (in parallel), map and write them in batches of whole units.
+    """Fetch and map every unit in parallel workers, then write them in batches of whole units.
 
     A unit is written only when all of its pages arrived, so a unit that fails leaves its previous rows
-    in place. At the end each source's `last_synced_at` / `last_error` is recorded.
+    in place. Workers are processes for large imports (mapping is CPU-bound) and threads for small ones;
+    `processes` forces either. At the end each source's `last_synced_at` / `last_error` is recorded.
     """
     by_id = {s.source_id: s for s in sources}
+    specs = {source_id: client_spec(source) for source_id, source in by_id.items()}
     report = ImportReport(units_planned=len(units))
     progress = ImportProgress(units_total=len(units))
     failed_sources: dict[str, str] = {}
-    local = threading.local()
-    clients: list[UsersnapClient] = []
-    clients_lock = threading.Lock()
-
-    def client_for(source: Source) -> UsersnapClient:
-        cache = getattr(local, "clients", None)
-        if cache is None:
-            cache = local.clients = {}
-        if source.source_id not in cache:
-            cache[source.source_id] = client_factory(source)
-            with clients_lock:
-                clients.append(cache[source.source_id])
-        return cache[source.source_id]
-
-    def fetch(unit: Unit) -> list[Any] | None:
-        if unit.source_id in failed_sources:
-            return None
-        start, end = day_bounds(unit.day)
-        items: list[Any] = []
-        for page in client_for(by_id[unit.source_id]).iter_feedback_pages(unit.project_id, start, end):
-            items.extend(page)
-        return items
-
-    batch = FeedbackBatch(run_id=run_id)
+    fetched_at = datetime.now(UTC)
+    use_processes = len(units) >= PROCESS_POOL_MIN_UNITS if processes is None else processes
+    workers = max(1, workers)
+    if use_processes:
+        workers = min(workers, os.cpu_count() or 1)
+        pool: Executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    else:
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="usersnap")
+    batch = ArrowBatch()
 
     def flush() -> None:
         nonlocal batch
         if batch.units:
             with connection() as con:
-                report.add_write(write_batch(con, batch))
-        batch = FeedbackBatch(run_id=run_id)
+                report.add_write(batch.write(con))
+        batch = ArrowBatch()
 
-    fetched_at = datetime.now(UTC)
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="usersnap") as pool:
-        for unit, outcome in _bounded_map(pool, fetch, units, in_flight=max(1, workers) * 2):
-            progress.units_done += 1
+    def jobs() -> Iterator[UnitJob]:
+        for unit in units:
+            if unit.source_id not in failed_sources:  # a refused key: skip the source's remaining units
+                yield UnitJob(unit, specs[unit.source_id], fetched_at, run_id)
+
+    try:
+        for job, outcome in _bounded_map(pool, fetch_unit, jobs(), in_flight=workers * 2):
+            unit = job.unit
             source = by_id[unit.source_id]
             if isinstance(outcome, BaseException):
                 if isinstance(outcome, InvalidCredentials):
@@ -208,19 +204,23 @@ def import_units(
                     )
                 else:
                     raise outcome
-            elif outcome is not None:
-                counts = batch.add_unit(unit, outcome, fetched_at=fetched_at)
-                report.items += counts.items
-                progress.items += counts.items
-                report.per_source[unit.source_id] = report.per_source.get(unit.source_id, 0) + counts.items
-                if batch.item_count >= flush_items:
+            else:
+                report.items += outcome.counts.items
+                report.requests += outcome.requests
+                report.per_source[unit.source_id] = report.per_source.get(unit.source_id, 0) + outcome.counts.items
+                batch.add([unit], outcome.tables, outcome.counts.items)
+                if batch.items >= flush_items:
                     flush()
+            progress.units_done += 1
+            progress.items = report.items
             for listener in list(_progress_listeners):
                 listener(progress)
         flush()
-    for client in clients:
-        report.requests += client.requests_made
-        client.close()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if not use_processes:
+            close_clients()
+    progress.units_done = progress.units_total  # units skipped after a refused key count as done
     report.source_errors = failed_sources
     if record_status:
         _record_statuses(connection, report, units)
@@ -242,22 +242,21 @@ def _record_statuses(connection: ConnectionFactory, report: ImportReport, units:
 
 
 def _bounded_map(
-    pool: ThreadPoolExecutor, fn: Callable[[Unit], Any], units: list[Unit], *, in_flight: int
-) -> Iterator[tuple[Unit, Any]]:
+    pool: Executor, fn: Callable[[UnitJob], Any], jobs: Iterator[UnitJob], *, in_flight: int
+) -> Iterator[tuple[UnitJob, Any]]:
     """Like pool.map, but yields in completion order, keeps at most `in_flight` units fetched and not yet
-    consumed (bounded memory), and yields an exception instead of raising it."""
-    pending: dict[Future[Any], Unit] = {}
-    queue = iter(units)
+    written (bounded memory), pulls jobs lazily, and yields an exception instead of raising it."""
+    pending: dict[Future[Any], UnitJob] = {}
     while True:
         while len(pending) < in_flight:
-            unit = next(queue, None)
-            if unit is None:
+            job = next(jobs, None)
+            if job is None:
                 break
-            pending[pool.submit(fn, unit)] = unit
+            pending[pool.submit(fn, job)] = job
         if not pending:
             return
         done, _ = wait(pending, return_when=FIRST_COMPLETED)
         for future in done:
-            unit = pending.pop(future)
+            job = pending.pop(future)
             exc = future.exception()
-            yield unit, exc if exc is not None else future.result()
+            yield job, exc if exc is not None else future.result()

@@ -13,11 +13,9 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from usersnap_channels import settings
-from usersnap_channels.client import Credentials, RetryPolicy, UsersnapClient, UsersnapError
+from usersnap_channels.client import ClientSpec, MissingCredentials, RetryPolicy, UsersnapClient, read_credentials
 
-
-class MissingCredentials(UsersnapError):
-    """A credential environment variable named by a source is not set."""
+__all__ = ["MissingCredentials", "UsersnapResource", "channels_duckdb", "read_credentials"]
 
 
 class UsersnapResource(dg.ConfigurableResource):
@@ -38,26 +36,20 @@ class UsersnapResource(dg.ConfigurableResource):
     def resolved_base_url(self) -> str:
         return self.base_url or settings.base_url()
 
-    def client(self, jwt_id_env: str | None = None, jwt_secret_env: str | None = None) -> UsersnapClient:
-        """A client for the key in the named variables (the resource's defaults when not given)."""
-        credentials = read_credentials(jwt_id_env or self.jwt_id_env, jwt_secret_env or self.jwt_secret_env)
-        return UsersnapClient(
-            self.resolved_base_url(),
-            credentials,
-            timeout=(self.connect_timeout_s, self.read_timeout_s),
+    def client_spec(self, jwt_id_env: str | None = None, jwt_secret_env: str | None = None) -> ClientSpec:
+        """How to build a client for the key in the named variables (the resource's defaults when not given)."""
+        return ClientSpec(
+            base_url=self.resolved_base_url(),
+            jwt_id_env=jwt_id_env or self.jwt_id_env,
+            jwt_secret_env=jwt_secret_env or self.jwt_secret_env,
+            connect_timeout_s=self.connect_timeout_s,
+            read_timeout_s=self.read_timeout_s,
             retry=RetryPolicy(max_transient=self.max_transient_retries, backoff_base_s=self.backoff_base_s),
         )
 
-
-def read_credentials(jwt_id_env: str, jwt_secret_env: str) -> Credentials:
-    """The key from the environment; a clear error naming any variable that is missing."""
-    missing = [name for name in (jwt_id_env, jwt_secret_env) if not os.environ.get(name)]
-    if missing:
-        raise MissingCredentials(
-            f"Environment variable {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: "
-            "export the JWT ID and JWT Secret from Settings → API in Usersnap under those names."
-        )
-    return Credentials(os.environ[jwt_id_env], os.environ[jwt_secret_env])
+    def client(self, jwt_id_env: str | None = None, jwt_secret_env: str | None = None) -> UsersnapClient:
+        """A client for the key in the named variables (the resource's defaults when not given)."""
+        return self.client_spec(jwt_id_env, jwt_secret_env).build()
 
 
 def channels_duckdb(database: str | None = None) -> DuckDBResource:

@@ -7,9 +7,12 @@ reference are all derived from `TABLES`, so they cannot drift apart.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import dagster as dg
 import pyarrow as pa
+
+if TYPE_CHECKING:  # fetch workers import this module without paying for Dagster
+    import dagster as dg
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ class Table:
         return pa.schema([pa.field(c.name, _ARROW_TYPES[c.sql_type], nullable=c.nullable) for c in self.columns])
 
     def dagster_schema(self) -> dg.TableSchema:
+        import dagster as dg
+
         return dg.TableSchema(
             columns=[
                 dg.TableColumn(

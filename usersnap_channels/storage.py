@@ -94,6 +94,17 @@ class FeedbackBatch:
     rejected: dict[str, list[Any]] = field(default_factory=lambda: {n: [] for n in _REJECTED_SCHEMA.names})
     sync: dict[str, list[Any]] = field(default_factory=lambda: {n: [] for n in _SYNC_SCHEMA.names})
 
+    def to_arrow(self) -> dict[str, pa.Table]:
+        """The queued rows as one typed Arrow table per feedback table."""
+        return {
+            "raw_feedback": pa.table(self.raw, schema=_RAW_SCHEMA),
+            "data_points": pa.table(self.dps, schema=_DP_SCHEMA),
+            "data_point_turns": pa.table(self.turns, schema=_TURN_SCHEMA),
+            "data_point_fields": pa.table(self.fields, schema=_FIELD_SCHEMA),
+            "rejected_items": pa.table(self.rejected, schema=_REJECTED_SCHEMA),
+            "sync_state": pa.table(self.sync, schema=_SYNC_SCHEMA),
+        }
+
     @property
     def item_count(self) -> int:
         return len(self.raw["feedback_id"]) + len(self.rejected["reason"])
@@ -198,25 +209,26 @@ class WriteResult:
 
 
 def write_batch(con: duckdb.DuckDBPyConnection, batch: FeedbackBatch) -> WriteResult:
-    """Replace every unit of the batch in one transaction: delete its old rows, insert the new ones."""
-    units = pa.table(
+    """Replace every unit of the batch in one transaction (see `write_arrow`)."""
+    return write_arrow(con, batch.units, batch.to_arrow())
+
+
+def write_arrow(con: duckdb.DuckDBPyConnection, units: Sequence[Unit], tables: dict[str, pa.Table]) -> WriteResult:
+    """Replace whole units in one transaction: delete their old rows, insert the new ones.
+
+    `tables` maps each feedback table name to the Arrow rows of exactly these units.
+    """
+    unit_keys = pa.table(
         {
-            "source_id": [u.source_id for u in batch.units],
-            "project_id": [u.project_id for u in batch.units],
-            "partition_date": [u.day for u in batch.units],
+            "source_id": [u.source_id for u in units],
+            "project_id": [u.project_id for u in units],
+            "partition_date": [u.day for u in units],
         },
         schema=_UNIT_SCHEMA,
     )
-    keys = pa.table({"source_id": batch.dps["source_id"], "feedback_id": batch.dps["feedback_id"]}, schema=_KEY_SCHEMA)
-    tables = {
-        "raw_feedback": pa.table(batch.raw, schema=_RAW_SCHEMA),
-        "data_points": pa.table(batch.dps, schema=_DP_SCHEMA),
-        "data_point_turns": pa.table(batch.turns, schema=_TURN_SCHEMA),
-        "data_point_fields": pa.table(batch.fields, schema=_FIELD_SCHEMA),
-        "rejected_items": pa.table(batch.rejected, schema=_REJECTED_SCHEMA),
-        "sync_state": pa.table(batch.sync, schema=_SYNC_SCHEMA),
-    }
-    con.register("_units", units)
+    dps = tables["data_points"]
+    keys = pa.table({"source_id": dps["source_id"], "feedback_id": dps["feedback_id"]}, schema=_KEY_SCHEMA)
+    con.register("_units", unit_keys)
     con.register("_keys", keys)
     try:
         con.begin()
@@ -241,7 +253,8 @@ def write_batch(con: duckdb.DuckDBPyConnection, batch: FeedbackBatch) -> WriteRe
                     f"DELETE FROM {table} t USING _units u WHERE t.source_id = u.source_id "
                     "AND t.project_id = u.project_id AND t.partition_date = u.partition_date"
                 )
-            for table, rows in tables.items():
+            for table in FEEDBACK_TABLES:
+                rows = tables[table]
                 if rows.num_rows:
                     con.register("_rows", rows)
                     con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _rows")
@@ -255,13 +268,32 @@ def write_batch(con: duckdb.DuckDBPyConnection, batch: FeedbackBatch) -> WriteRe
         con.unregister("_units")
         con.unregister("_keys")
     return WriteResult(
-        units=len(batch.units),
+        units=len(units),
         raw_rows=tables["raw_feedback"].num_rows,
-        data_points=tables["data_points"].num_rows,
+        data_points=dps.num_rows,
         turns=tables["data_point_turns"].num_rows,
         fields=tables["data_point_fields"].num_rows,
         rejected=tables["rejected_items"].num_rows,
     )
+
+
+@dataclass
+class ArrowBatch:
+    """Whole units already turned into Arrow rows (by fetch workers), gathered for one transaction."""
+
+    units: list[Unit] = field(default_factory=list)
+    parts: dict[str, list[pa.Table]] = field(default_factory=lambda: {name: [] for name in FEEDBACK_TABLES})
+    items: int = 0
+
+    def add(self, units: Sequence[Unit], tables: dict[str, pa.Table], items: int) -> None:
+        self.units.extend(units)
+        for name in FEEDBACK_TABLES:
+            self.parts[name].append(tables[name])
+        self.items += items
+
+    def write(self, con: duckdb.DuckDBPyConnection) -> WriteResult:
+        tables = {name: pa.concat_tables(parts) for name, parts in self.parts.items()}
+        return write_arrow(con, self.units, tables)
 
 
 def synced_units(con: duckdb.DuckDBPyConnection, source_ids: Iterable[str]) -> set[tuple[str, str, date]]:
