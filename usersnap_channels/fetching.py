@@ -14,7 +14,7 @@ from datetime import datetime
 
 import pyarrow as pa
 
-from usersnap_channels.client import ClientSpec, UsersnapClient
+from usersnap_channels.client import ClientSpec, InvalidCredentials, MissingCredentials, UsersnapClient, UsersnapError
 from usersnap_channels.partitions import day_bounds
 from usersnap_channels.storage import FeedbackBatch, Unit, UnitCounts
 
@@ -24,7 +24,10 @@ _clients_lock = threading.Lock()
 
 @dataclass(frozen=True)
 class UnitJob:
-    unit: Unit
+    """Consecutive units of one source, fetched by one worker call (fewer, larger hand-offs between
+    processes than one unit at a time)."""
+
+    units: tuple[Unit, ...]
     client: ClientSpec
     fetched_at: datetime
     run_id: str | None = None
@@ -32,8 +35,10 @@ class UnitJob:
 
 @dataclass
 class UnitResult:
-    unit: Unit
-    counts: UnitCounts
+    """The units that arrived whole, as Arrow rows, and those that failed, with their errors."""
+
+    done: list[tuple[Unit, UnitCounts]]
+    failed: list[tuple[Unit, BaseException]]
     tables: dict[str, pa.Table]
     requests: int
 
@@ -55,15 +60,31 @@ def close_clients() -> None:
             _clients.pop(key).close()
 
 
-def fetch_unit(job: UnitJob) -> UnitResult:
-    """Every page of one unit, mapped; the unit's rows as Arrow tables. Raises on any Usersnap failure,
-    so a unit is either complete or not written at all."""
+def fetch_units(job: UnitJob) -> UnitResult:
+    """Every page of each unit, mapped; a unit whose fetch fails is reported and left out, so a unit is
+    either complete or not written at all. After a refused key the source's other units are not tried."""
     client = _client(job.client)
     before = client.requests_made
-    start, end = day_bounds(job.unit.day)
-    items: list = []
-    for page in client.iter_feedback_pages(job.unit.project_id, start, end):
-        items.extend(page)
     batch = FeedbackBatch(run_id=job.run_id)
-    counts = batch.add_unit(job.unit, items, fetched_at=job.fetched_at)
-    return UnitResult(job.unit, counts, batch.to_arrow(), client.requests_made - before)
+    result = UnitResult(done=[], failed=[], tables={}, requests=0)
+    refused: BaseException | None = None
+    for unit in job.units:
+        if refused is not None:
+            result.failed.append((unit, refused))
+            continue
+        start, end = day_bounds(unit.day)
+        items: list = []
+        try:
+            for page in client.iter_feedback_pages(unit.project_id, start, end):
+                items.extend(page)
+        except (InvalidCredentials, MissingCredentials) as exc:
+            refused = exc
+            result.failed.append((unit, exc))
+            continue
+        except UsersnapError as exc:
+            result.failed.append((unit, exc))
+            continue
+        result.done.append((unit, batch.add_unit(unit, items, fetched_at=job.fetched_at)))
+    result.tables = batch.to_arrow()
+    result.requests = client.requests_made - before
+    return result

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
@@ -19,8 +21,8 @@ from typing import Any
 
 import duckdb
 
-from usersnap_channels.client import ClientSpec, InvalidCredentials, MissingCredentials, UsersnapError
-from usersnap_channels.fetching import UnitJob, close_clients, fetch_unit
+from usersnap_channels.client import ClientSpec, InvalidCredentials, MissingCredentials
+from usersnap_channels.fetching import UnitJob, close_clients, fetch_units
 from usersnap_channels.partitions import days_between
 from usersnap_channels.registry import Source, record_sync
 from usersnap_channels.storage import ArrowBatch, Unit, WriteResult
@@ -173,51 +175,62 @@ def import_units(
     else:
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="usersnap")
     batch = ArrowBatch()
+    writer = _Writer(connection, report)
 
     def flush() -> None:
         nonlocal batch
         if batch.units:
-            with connection() as con:
-                report.add_write(batch.write(con))
+            writer.submit(batch)
         batch = ArrowBatch()
 
+    chunk = _chunk_size(len(units), workers)
+
     def jobs() -> Iterator[UnitJob]:
+        pending: list[Unit] = []
         for unit in units:
-            if unit.source_id not in failed_sources:  # a refused key: skip the source's remaining units
-                yield UnitJob(unit, specs[unit.source_id], fetched_at, run_id)
+            if unit.source_id in failed_sources:  # a refused key: skip the source's remaining units
+                continue
+            if pending and (len(pending) >= chunk or pending[0].source_id != unit.source_id):
+                yield UnitJob(tuple(pending), specs[pending[0].source_id], fetched_at, run_id)
+                pending = []
+            pending.append(unit)
+        if pending:
+            yield UnitJob(tuple(pending), specs[pending[0].source_id], fetched_at, run_id)
 
     try:
-        for job, outcome in _bounded_map(pool, fetch_unit, jobs(), in_flight=workers * 2):
-            unit = job.unit
-            source = by_id[unit.source_id]
+        for job, outcome in _bounded_map(pool, fetch_units, jobs(), in_flight=workers * 2):
             if isinstance(outcome, BaseException):
-                if isinstance(outcome, InvalidCredentials):
-                    failed_sources.setdefault(unit.source_id, authorization_error(source, outcome))
-                elif isinstance(outcome, MissingCredentials):
-                    failed_sources.setdefault(unit.source_id, f"Cannot sync {source.label}: {outcome}")
-                elif isinstance(outcome, UsersnapError):
+                raise outcome  # a bug, not a Usersnap failure: those come back per unit
+            for unit, error in outcome.failed:
+                source = by_id[unit.source_id]
+                if isinstance(error, InvalidCredentials):
+                    failed_sources.setdefault(unit.source_id, authorization_error(source, error))
+                elif isinstance(error, MissingCredentials):
+                    failed_sources.setdefault(unit.source_id, f"Cannot sync {source.label}: {error}")
+                else:
                     report.unit_errors.append(
                         (
                             unit.source_id,
-                            f"{source.label}, project '{unit.project_name}', day {unit.day.isoformat()}: {outcome}",
+                            f"{source.label}, project '{unit.project_name}', day {unit.day.isoformat()}: {error}",
                         )
                     )
-                else:
-                    raise outcome
-            else:
-                report.items += outcome.counts.items
-                report.requests += outcome.requests
-                report.per_source[unit.source_id] = report.per_source.get(unit.source_id, 0) + outcome.counts.items
-                batch.add([unit], outcome.tables, outcome.counts.items)
+            items = sum(counts.items for _, counts in outcome.done)
+            for unit, counts in outcome.done:
+                report.per_source[unit.source_id] = report.per_source.get(unit.source_id, 0) + counts.items
+            report.items += items
+            report.requests += outcome.requests
+            if outcome.done:
+                batch.add([unit for unit, _ in outcome.done], outcome.tables, items)
                 if batch.items >= flush_items:
                     flush()
-            progress.units_done += 1
+            progress.units_done += len(job.units)
             progress.items = report.items
             for listener in list(_progress_listeners):
                 listener(progress)
         flush()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        writer.close()
         if not use_processes:
             close_clients()
     progress.units_done = progress.units_total  # units skipped after a refused key count as done
@@ -225,6 +238,42 @@ def import_units(
     if record_status:
         _record_statuses(connection, report, units)
     return report
+
+
+class _Writer:
+    """Writes batches on a thread of its own, so fetching goes on while DuckDB (which releases the GIL)
+    commits; at most one batch waits, which bounds memory. A write error stops the import."""
+
+    def __init__(self, connection: ConnectionFactory, report: ImportReport) -> None:
+        self._connection = connection
+        self._report = report
+        self._queue: queue.Queue[ArrowBatch | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="duckdb-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            if self._error is not None:
+                continue
+            try:
+                with self._connection() as con:
+                    self._report.add_write(batch.write(con))
+            except BaseException as exc:
+                self._error = exc
+
+    def submit(self, batch: ArrowBatch) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(batch)
+
+    def close(self) -> None:
+        """Wait for every submitted batch; re-raise a write error."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def _record_statuses(connection: ConnectionFactory, report: ImportReport, units: list[Unit]) -> None:
@@ -239,6 +288,12 @@ def _record_statuses(connection: ConnectionFactory, report: ImportReport, units:
                 failures = unit_failures[source_id]
                 error = f"{len(failures)} day(s) failed; first: {failures[0]}"
             record_sync(con, source_id, error=error)
+
+
+def _chunk_size(units: int, workers: int) -> int:
+    """Units per worker call: big enough to amortise the hand-off, small enough that every worker stays
+    busy and progress moves (at least ~8 calls per worker), at most 16."""
+    return max(1, min(16, units // (workers * 8)))
 
 
 def _bounded_map(

@@ -5,8 +5,10 @@ from __future__ import annotations
 import calendar
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING
 
-import dagster as dg
+if TYPE_CHECKING:  # fetch workers import this module without paying for Dagster
+    import dagster as dg
 
 #: The windows a source may ask for, as the CLI spells them.
 BACKFILL_WINDOWS: tuple[str, ...] = ("7d", "30d", "90d", "6m")
@@ -60,6 +62,8 @@ def feedback_daily_partition(today: date | None = None) -> dg.DailyPartitionsDef
     The start moves with the calendar (computed when definitions load): older partitions leave the UI,
     their rows stay in DuckDB. `end_offset=1` makes today's (still growing) day a partition.
     """
+    import dagster as dg
+
     start = partitions_start(today or utc_today())
     return dg.DailyPartitionsDefinition(start_date=start.isoformat(), end_offset=1, timezone="UTC", fmt="%Y-%m-%d")
 
