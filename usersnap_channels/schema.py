@@ -231,3 +231,19 @@ TABLES: dict[str, Table] = {
 }
 
 SCHEMA_SQL = "\n".join(t.ddl() for t in TABLES.values())
+
+
+def markdown() -> str:
+    """The README's table reference, column by column (kept in sync by a test)."""
+    parts: list[str] = []
+    for table in TABLES.values():
+        parts.append(f"#### `{table.name}` — one row per {table.grain}\n\n{table.description}\n")
+        parts.append("| column | type | meaning |\n|---|---|---|")
+        for c in table.columns:
+            parts.append(f"| `{c.name}` | {c.sql_type}{'' if c.nullable else ' NOT NULL'} | {c.description} |")
+        parts.append("")
+    return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    print(markdown())
