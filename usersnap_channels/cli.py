@@ -62,11 +62,11 @@ class UsageProblem(Exception):
 
 
 def _out() -> Console:
-    return Console(width=None if sys.stdout.isatty() else 160, soft_wrap=not sys.stdout.isatty())
+    return Console(width=None if sys.stdout.isatty() else 160, soft_wrap=not sys.stdout.isatty(), highlight=False)
 
 
 def _err() -> Console:
-    return Console(stderr=True, width=None if sys.stderr.isatty() else 160, soft_wrap=True)
+    return Console(stderr=True, width=None if sys.stderr.isatty() else 160, soft_wrap=True, highlight=False)
 
 
 # -- shared plumbing ------------------------------------------------------------------------------
@@ -402,7 +402,9 @@ def main() -> None:
     """Console-script entry: known problems become one clear message and exit code 2, never a traceback."""
     warnings.filterwarnings("ignore", module="dagster")
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:  # without standalone mode click returns a command's Exit code
+            sys.exit(code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
