@@ -1,17 +1,22 @@
-"""The one entry point: every asset, check, job, sensor and resource of the project (see workspace.yaml)."""
+"""The one entry point: every asset, check, job, sensor, schedule and resource of the project (see workspace.yaml)."""
 
 from __future__ import annotations
 
 import dagster as dg
 
 from usersnap_channels.assets import usersnap_feedback, usersnap_projects
+from usersnap_channels.checks import data_points_match_usersnap_count
 from usersnap_channels.resources import UsersnapResource, channels_duckdb
+from usersnap_channels.schedules import usersnap_late_arrivals_schedule
+from usersnap_channels.sensors import JOB_NAME, usersnap_sync_sensor
 
-#: Every asset of one feedback import, in one step (see `usersnap_feedback`).
+#: Every asset of one feedback import, in one step (see `usersnap_feedback`), followed by the per-partition
+#: check `data_points_match_usersnap_count` (an asset selection includes the checks of its assets).
 feedback_import_job = dg.define_asset_job(
-    "feedback_import_job",
+    JOB_NAME,
     selection=dg.AssetSelection.assets(usersnap_feedback),
-    description="Import the selected days of feedback of every connected source.",
+    description="Import the selected days of feedback of every connected source, then compare each day with "
+    "Usersnap's count.",
 )
 projects_refresh_job = dg.define_asset_job(
     "projects_refresh_job",
@@ -25,7 +30,10 @@ def build_definitions(*, database: str | None = None, base_url: str | None = Non
     the local dev server; unset, they come from $USERSNAP_CHANNELS_DB and $USERSNAP_BASE_URL)."""
     return dg.Definitions(
         assets=[usersnap_projects, usersnap_feedback],
+        asset_checks=[data_points_match_usersnap_count],
         jobs=[feedback_import_job, projects_refresh_job],
+        sensors=[usersnap_sync_sensor],
+        schedules=[usersnap_late_arrivals_schedule],
         resources={
             "usersnap": UsersnapResource(base_url=base_url),
             "duckdb": channels_duckdb(database),

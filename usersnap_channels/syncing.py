@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+from dagster_duckdb import DuckDBResource
 
 from usersnap_channels import settings
 from usersnap_channels.definitions import build_definitions
 from usersnap_channels.ingest import ImportProgress, add_progress_listener, plan_units, remove_progress_listener
 from usersnap_channels.partitions import partition_key, partitions_start, utc_today
 from usersnap_channels.registry import Source
-from usersnap_channels.storage import connect, synced_units
+from usersnap_channels.storage import synced_units
 
 #: Dagster's console logger only speaks up for warnings: the CLI prints its own progress and summary.
 QUIET_LOGGING = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -36,11 +37,9 @@ class SyncOutcome:
 def missing_range(sources: list[Source], database: str) -> tuple[str, str, int] | None:
     """(first partition key, last partition key, units) that a sync must import, or None."""
     today = utc_today()
-    con = connect(database)
-    try:
+    # another process (a sensor-triggered run, a second `sync`) may be writing: wait for its lock
+    with DuckDBResource(database=database).get_connection() as con:
         synced = synced_units(con, [s.source_id for s in sources])
-    finally:
-        con.close()
     earliest = max(min(s.window_start for s in sources), partitions_start(today))
     units = plan_units(sources, earliest, today, today=today, already_synced=synced)
     if not units:
