@@ -233,34 +233,60 @@ def verify_days(
     cutoff: datetime,
     workers: int = COUNT_WORKERS,
 ) -> tuple[list[DayVerdict], int]:
-    """Count every (connected source, picked project, day in its window) in Usersnap and compare.
-    Returns one verdict per day and the number of Usersnap requests made."""
+    """Compare Usersnap's counts with DuckDB for every (connected source, picked project, day in its window).
+
+    One `filter/count` per project covers all the days at once; only a project whose total differs is
+    counted again day by day, to name the days. (Errors that cancel out across days — an item moved
+    from one day to another — would pass; every loss or duplicate changes the total.) Returns one
+    verdict per day and the number of Usersnap requests made."""
     by_id = {s.source_id: s for s in sources}
-    tasks: list[CountTask] = []
-    names: dict[tuple[str, str], str] = {}
+    names = {(s.source_id, p.project_id): p.name for s in sources for p in s.projects}
+    spans: list[tuple[str, str, list[date]]] = []
     for source in sources:
-        for project in source.projects:
-            names[(source.source_id, project.project_id)] = project.name
-            for day in days:
-                if day < source.window_start:
-                    continue
-                start, end = day_bounds(day)
-                tasks.append(CountTask(source.source_id, project.project_id, start, max(start, min(end, cutoff))))
-    outcome = count_many(tasks, by_id, client_factory, workers=workers)
+        covered = [d for d in days if d >= source.window_start]
+        if covered:
+            spans += [(source.source_id, p.project_id, covered) for p in source.projects]
+
+    def bounds(first: date, last: date) -> tuple[datetime, datetime]:
+        start, _ = day_bounds(first)
+        _, end = day_bounds(last)
+        return start, max(start, min(end, cutoff))
+
+    totals = count_many(
+        [CountTask(sid, pid, *bounds(covered[0], covered[-1])) for sid, pid, covered in spans],
+        by_id,
+        client_factory,
+        workers=workers,
+    )
+    requests = totals.requests
+    per_day: list[tuple[CountTask, int | None, str | None]] = []
+    drill: list[CountTask] = []
+    for index, (sid, pid, covered) in enumerate(spans):
+        held_by_day = {d: sum(held.get((sid, pid, d), (0, 0))) for d in covered}
+        error = totals.source_errors.get(sid) or totals.task_errors.get(index)
+        if error is None and totals.counts[index] == sum(held_by_day.values()):
+            per_day += [(CountTask(sid, pid, *bounds(d, d)), held_by_day[d], None) for d in covered]
+        elif error is not None:
+            per_day += [(CountTask(sid, pid, *bounds(d, d)), None, error) for d in covered]
+        else:
+            drill += [CountTask(sid, pid, *bounds(d, d)) for d in covered]
+    if drill:
+        detail = count_many(drill, by_id, client_factory, workers=workers)
+        requests += detail.requests
+        for index, task in enumerate(drill):
+            error = detail.source_errors.get(task.source_id) or detail.task_errors.get(index)
+            per_day.append((task, detail.counts.get(index), error))
+
     verdicts = {day: DayVerdict(day) for day in days}
-    for index, task in enumerate(tasks):
+    for task, count, error in per_day:
         source = by_id[task.source_id]
         day = task.start.date()
         verdict = verdicts[day]
         project = names[(task.source_id, task.project_id)]
         verdict.units += 1
-        if task.source_id in outcome.source_errors:
-            verdict.unverified.append(f"{source.label}, project '{project}': {outcome.source_errors[task.source_id]}")
+        if error is not None or count is None:
+            verdict.unverified.append(f"{source.label}, project '{project}': {error or 'not counted'}")
             continue
-        if index in outcome.task_errors:
-            verdict.unverified.append(outcome.task_errors[index])
-            continue
-        count = outcome.counts[index]
         dps, rejected = held.get((task.source_id, task.project_id, day), (0, 0))
         verdict.usersnap += count
         verdict.data_points += dps
@@ -278,7 +304,7 @@ def verify_days(
                     "rejected": rejected,
                 }
             )
-    return [verdicts[d] for d in days], outcome.requests
+    return [verdicts[d] for d in days], requests
 
 
 with warnings.catch_warnings():
