@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 a run or sync failed, 2 bad usage or rejected credentia
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import time
@@ -22,20 +23,22 @@ from rich.console import Console
 from rich.table import Table
 
 from usersnap_channels import settings
-from usersnap_channels.client import InvalidCredentials, UsersnapClient, UsersnapError
+from usersnap_channels.client import InvalidCredentials, UsersnapClient, UsersnapError, UsersnapUnreachable
 from usersnap_channels.partitions import BACKFILL_WINDOWS, utc_today, window_start
 from usersnap_channels.registry import (
     Project,
     RegistryError,
+    Source,
     connect_source,
     data_point_counts,
     delete_source,
     get_source,
     list_sources,
+    record_sync,
     set_disconnected,
     update_credentials,
 )
-from usersnap_channels.resources import MissingCredentials, UsersnapResource
+from usersnap_channels.resources import MissingCredentials, UsersnapResource, read_credentials
 from usersnap_channels.storage import connect as db_connect
 from usersnap_channels.storage import replace_usersnap_projects
 
@@ -79,30 +82,61 @@ def _db(read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
     if read_only and not path.exists():
         raise UsageProblem(f"No channels database at {path} yet: run `usersnap-channels connect` first.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + _lock_timeout_s()
     while True:
         try:
             con = db_connect(str(path), read_only=read_only)
             break
         except duckdb.IOException as exc:
-            if "lock" in str(exc).lower():
+            if _lock_holder(exc) is not None:
                 if time.monotonic() < deadline:
                     time.sleep(0.2)
                     continue
                 raise UsageProblem(
-                    f"The DuckDB file {path} is locked by another program (a running sync, or a tool such as the "
-                    "DuckDB CLI holding it open). Close that program or wait for it, then retry."
+                    f"The DuckDB file {path} is locked by another program{_lock_holder(exc)} (a running sync, or a "
+                    "tool such as the DuckDB CLI holding it open). Close that program or wait for it, then retry."
                 ) from None
-            raise UsageProblem(f"Cannot open the DuckDB file {path}: {exc}") from None
+            raise UsageProblem(
+                f"Cannot open the DuckDB file {path}: {exc}. Point USERSNAP_CHANNELS_DB at another file, or move "
+                "this one away to start afresh."
+            ) from None
         except duckdb.Error as exc:
             raise UsageProblem(
                 f"{path} is not a usable DuckDB database ({type(exc).__name__}: {exc}). Point USERSNAP_CHANNELS_DB "
                 "at another file, or move this one away to start afresh."
             ) from None
+    if read_only and not con.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = 'sources'").fetchone():
+        con.close()
+        raise UsageProblem(
+            f"{path} is a DuckDB database but not a channels database (it has no `sources` table). Point "
+            "USERSNAP_CHANNELS_DB at the channels database, or run `usersnap-channels connect` to start one."
+        )
     try:
         yield con
     finally:
         con.close()
+
+
+def _lock_holder(exc: Exception) -> str | None:
+    """For DuckDB's lock conflict ("Could not set lock on file …: Conflicting lock is held in PROGRAM (PID n)"),
+    the holder as " (PROGRAM, PID n)" or ""; None for any other error (even one whose path says "lock")."""
+    text = str(exc)
+    if "Could not set lock on file" not in text and "Conflicting lock" not in text:
+        return None
+    holder = re.search(r"Conflicting lock is held in (.+?) \(PID (\d+)\)", text)
+    return f" ({holder.group(1)}, PID {holder.group(2)})" if holder else ""
+
+
+def _lock_timeout_s() -> float:
+    """How long to wait for another program's lock on the DuckDB file ($USERSNAP_CHANNELS_LOCK_TIMEOUT_S)."""
+    raw = os.environ.get("USERSNAP_CHANNELS_LOCK_TIMEOUT_S") or "30"
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise UsageProblem(f"USERSNAP_CHANNELS_LOCK_TIMEOUT_S must be a number of seconds >= 0, not {raw!r}.")
+    return value
 
 
 def _client(jwt_id_env: str, jwt_secret_env: str) -> UsersnapClient:
@@ -130,7 +164,13 @@ def dagster_home() -> Path:
     """$DAGSTER_HOME, or the project's local instance folder `.dagster_home` (created with the project's
     dagster.yaml) next to workspace.yaml, searching up from the working directory."""
     if os.environ.get("DAGSTER_HOME"):
-        return Path(os.environ["DAGSTER_HOME"])
+        home = Path(os.environ["DAGSTER_HOME"])
+        if not home.is_dir():
+            raise UsageProblem(
+                f"DAGSTER_HOME is {str(home)!r}, which is not an existing folder: create it (with a dagster.yaml, "
+                "e.g. a copy of the project's) or unset DAGSTER_HOME to use the project's .dagster_home."
+            )
+        return home
     root = next(
         (p for p in (Path.cwd(), *Path.cwd().parents) if (p / "workspace.yaml").exists()),
         Path.cwd(),
@@ -267,16 +307,23 @@ def sync(
     source: Annotated[str | None, typer.Option("--source", help="Only this source.")] = None,
 ) -> None:
     """Bring every connected source up to date through Dagster (backfill window first, then anything new)."""
-    from usersnap_channels.syncing import run_sync  # Dagster loads lazily: other commands stay quick
+    from usersnap_channels.syncing import SyncOutcome, run_sync  # Dagster loads lazily: other commands stay quick
 
     with _db() as con:
         sources = list_sources(con, channel=channel, source=source, connected_only=True)
         if channel and source and not sources:
             get_source(con, channel, source)  # a clear error when it does not exist at all
+        elif (channel or source) and not list_sources(con, channel=channel, source=source):
+            _unknown_channel_or_source(con, channel, source)
     if not sources:
         _out().print("No connected source to sync. Connect one with `usersnap-channels connect`.")
         return
-    outcome = run_sync(sources, instance_home=dagster_home(), show_progress=sys.stdout.isatty())
+    home = dagster_home()
+    ready = _preflight(sources)
+    if ready:
+        outcome = run_sync(ready, instance_home=home, show_progress=sys.stdout.isatty())
+    else:
+        outcome = SyncOutcome(success=False)
     console = _out()
     with _db(read_only=True) as con:
         refreshed = {s.source_id: s for s in list_sources(con)}
@@ -293,8 +340,47 @@ def sync(
         f"{outcome.items} item(s) fetched from {outcome.units} (source, project, day) unit(s), "
         f"{total} data point(s) in total, in {outcome.seconds:.1f}s."
     )
+    if len(ready) < len(sources):
+        raise typer.Exit(2)  # a source's key variables are not set: configuration, for the user to fix
     if not outcome.success:
         raise typer.Exit(1)
+
+
+def _unknown_channel_or_source(con: duckdb.DuckDBPyConnection, channel: str | None, source: str | None) -> None:
+    """Raise the error for a --channel/--source filter that matches no source at all."""
+    known = [f"{s.channel_name} / {s.source_name}" for s in list_sources(con)]
+    what = f"channel '{channel}'" if channel else f"source '{source}' in any channel"
+    hint = f" Known sources: {', '.join(known)}." if known else " No source is connected yet: run `connect`."
+    raise RegistryError(f"No {what}.{hint}")
+
+
+def _preflight(sources: list[Source]) -> list[Source]:
+    """The sources a sync can run: those whose key variables are set (the others get a `last_error` naming
+    the missing variables). Fails fast, before any run, when Usersnap cannot be reached at all (a wrong
+    USERSNAP_BASE_URL or no network), instead of every day retrying for minutes."""
+    ready: list[Source] = []
+    missing: dict[str, str] = {}
+    for s in sources:
+        try:
+            read_credentials(s.jwt_id_env, s.jwt_secret_env)
+            ready.append(s)
+        except MissingCredentials as exc:
+            missing[s.source_id] = f"Cannot sync {s.label}: {exc}"
+    if missing:
+        with _db() as con:
+            for source_id, message in missing.items():
+                record_sync(con, source_id, error=message)
+    if ready:
+        try:
+            _check_credentials(ready[0].jwt_id_env, ready[0].jwt_secret_env)
+        except UsersnapUnreachable as exc:
+            raise UsageProblem(
+                f"Cannot reach Usersnap at {settings.base_url()} ({exc}). Check USERSNAP_BASE_URL and your "
+                "network; nothing was synced."
+            ) from None
+        except UsersnapError:
+            pass  # a refused key or a struggling Usersnap: the runs report those per source
+    return ready
 
 
 @app.command()
@@ -423,12 +509,11 @@ def main() -> None:
             markup=False,
         )
         sys.exit(2)
-    except Exception as exc:  # click's usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except Exception as exc:  # click's usage errors (typer vendors its own click: match by shape, not class)
+        show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(code, int):
+            show()
+            sys.exit(code)
         raise
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import jwt
 import requests
+import urllib3
 
 from usersnap_channels import jsonio
 from usersnap_channels.settings import PAGE_SIZE, TOKEN_LIFETIME_S
@@ -65,6 +66,11 @@ class UsersnapAccessError(UsersnapError):
 
 class UsersnapRequestError(UsersnapError):
     """A request that failed for good: a 4xx we cannot fix by retrying, or retries exhausted."""
+
+
+class UsersnapUnreachable(UsersnapRequestError):
+    """Retries exhausted without ever getting a connection (refused, unknown host, connect timeout): most
+    likely a wrong USERSNAP_BASE_URL or no network, rather than a flaky Usersnap."""
 
 
 @dataclass(frozen=True)
@@ -285,6 +291,7 @@ class UsersnapClient:
                 headers["Content-Type"] = "application/json"
             self.requests_made += 1
             problem: str
+            unreachable = False
             wait: float | None = None
             try:
                 response = self._session.request(
@@ -293,6 +300,7 @@ class UsersnapClient:
                 content = response.content  # reads the whole body: truncation raises here
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
                 problem = f"connection problem ({type(exc).__name__})"
+                unreachable = _never_connected(exc)
             else:
                 status = response.status_code
                 if status == 200:
@@ -325,13 +333,21 @@ class UsersnapClient:
                     raise UsersnapRequestError(f"Usersnap answered {status} ({_error_message(content)}) while {what}")
             transient_failures += 1
             if transient_failures >= policy.max_transient:
-                raise UsersnapRequestError(
+                raise (UsersnapUnreachable if unreachable else UsersnapRequestError)(
                     f"Gave up after {transient_failures} tries while {what}: last problem was {problem}"
                 )
             wait = min(policy.backoff_max_s, policy.backoff_base_s * 2 ** (transient_failures - 1))
             wait *= 0.5 + random.random() / 2  # jitter, so parallel workers do not retry in lockstep
             log.warning("Usersnap %s while %s; retry %d in %.1f s", problem, what, transient_failures, wait)
             self._sleep(wait)
+
+
+def _never_connected(exc: Exception) -> bool:
+    """Whether the request failed before any connection existed (as opposed to one dropped mid-answer)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, urllib3.exceptions.NewConnectionError)
 
 
 def _error_message(content: bytes) -> str:

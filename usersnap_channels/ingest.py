@@ -22,7 +22,7 @@ from typing import Any
 import duckdb
 
 from usersnap_channels.client import ClientSpec, InvalidCredentials, MissingCredentials
-from usersnap_channels.fetching import UnitJob, close_clients, fetch_units
+from usersnap_channels.fetching import UnitJob, close_clients, exit_with_parent, fetch_units
 from usersnap_channels.partitions import days_between
 from usersnap_channels.registry import Source, record_sync
 from usersnap_channels.storage import ArrowBatch, Unit, WriteResult
@@ -171,7 +171,12 @@ def import_units(
     workers = max(1, workers)
     if use_processes:
         workers = min(workers, os.cpu_count() or 1)
-        pool: Executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        pool: Executor = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=exit_with_parent,
+            initargs=(os.getpid(),),
+        )
     else:
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="usersnap")
     batch = ArrowBatch()

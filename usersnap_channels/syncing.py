@@ -7,8 +7,10 @@ whole missing range of days (the days already imported are skipped, today and ye
 from __future__ import annotations
 
 import os
+import socket
 import time
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 
 import dagster as dg
@@ -23,6 +25,9 @@ from usersnap_channels.storage import synced_units
 
 #: Dagster's console logger only speaks up for warnings: the CLI prints its own progress and summary.
 QUIET_LOGGING = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+#: On every run a `sync` executes in its own process, so a later `sync` can tell that process is gone.
+PID_TAG = "usersnap_channels/pid"
+HOST_TAG = "usersnap_channels/host"
 
 
 @dataclass
@@ -68,9 +73,11 @@ def run_sync(
         return outcome
     first, last, _ = planned
     source_ids = [s.source_id for s in sources]
+    process_tags = {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
     with dg.DagsterInstance.get() as instance:
+        release_dead_sync_runs(instance)
         projects = defs.resolve_job_def("projects_refresh_job").execute_in_process(
-            instance=instance, run_config=QUIET_LOGGING, raise_on_error=False
+            instance=instance, run_config=QUIET_LOGGING, tags=process_tags, raise_on_error=False
         )
         outcome.run_ids.append(projects.run_id)
         progress_bar = _ProgressBar() if show_progress else None
@@ -91,6 +98,7 @@ def run_sync(
                     "dagster/asset_partition_range_start": first,
                     "dagster/asset_partition_range_end": last,
                     "usersnap_channels/trigger": "cli-sync",
+                    **process_tags,
                 },
                 raise_on_error=False,
             )
@@ -104,6 +112,52 @@ def run_sync(
     outcome.items = tracker.last.items if tracker.last else 0
     outcome.seconds = time.monotonic() - started
     return outcome
+
+
+def release_dead_sync_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Fail the runs of `sync` processes on this host that no longer exist, and free their pool slots.
+
+    An in-process run holds its `duckdb` pool slot until it ends. A `sync` killed with SIGKILL (or by a
+    power cut) never ends its run, and every later run would wait for that slot forever: the daemon's
+    run monitoring only looks after launched runs. Returns the ids of the runs released.
+    """
+    host = socket.gethostname()
+    active = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+    released = []
+    for record in instance.get_run_records(filters=dg.RunsFilter(statuses=active, tags={HOST_TAG: host})):
+        run, pid = record.dagster_run, record.dagster_run.tags.get(PID_TAG, "")
+        created = record.create_timestamp
+        created = created if created.tzinfo else created.replace(tzinfo=UTC)  # Dagster's are UTC
+        if not pid.isdigit() or _process_alive(int(pid), started_by=created.timestamp()):
+            continue
+        instance.report_run_failed(
+            run, message=f"The `usersnap-channels sync` process (pid {pid}) running this run is gone (killed?)."
+        )
+        if instance.event_log_storage.supports_global_concurrency_limits:
+            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        released.append(run.run_id)
+    return released
+
+
+def _process_alive(pid: int, *, started_by: float) -> bool:
+    """Whether the process that created a run at `started_by` (epoch seconds) still runs. A zombie (killed,
+    not yet reaped) does not; on Linux, a process with the same id started later (after a reboot, or the id
+    was reused) is another process."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        with open("/proc/stat") as boot:
+            booted = next(float(line.split()[1]) for line in boot if line.startswith("btime "))
+    except (OSError, IndexError, StopIteration, ValueError):
+        return True
+    process_started = booted + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    return fields[0] != "Z" and process_started <= started_by + 1
 
 
 class _ProgressBar:
