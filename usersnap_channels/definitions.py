@@ -18,6 +18,14 @@ feedback_import_job = dg.define_asset_job(
     description="Import the selected days of feedback of every connected source, then compare each day with "
     "Usersnap's count.",
 )
+#: What `usersnap-channels sync` runs: the projects refresh and the import (and its check) in one run, so a
+#: sync pays Dagster's per-run cost once.
+SYNC_JOB_NAME = "usersnap_sync_job"
+usersnap_sync_job = dg.define_asset_job(
+    SYNC_JOB_NAME,
+    selection=dg.AssetSelection.assets(usersnap_projects, usersnap_feedback),
+    description="Refresh the projects, then import the selected days of every connected source and check them.",
+)
 projects_refresh_job = dg.define_asset_job(
     "projects_refresh_job",
     selection=dg.AssetSelection.assets(usersnap_projects),
@@ -31,7 +39,7 @@ def build_definitions(*, database: str | None = None, base_url: str | None = Non
     return dg.Definitions(
         assets=[usersnap_projects, usersnap_feedback],
         asset_checks=[data_points_match_usersnap_count],
-        jobs=[feedback_import_job, projects_refresh_job],
+        jobs=[feedback_import_job, usersnap_sync_job, projects_refresh_job],
         sensors=[usersnap_sync_sensor],
         schedules=[usersnap_late_arrivals_schedule],
         resources={

@@ -1,7 +1,8 @@
 """`sync` as Dagster runs on the project's instance, so every sync shows in the Dagster UI.
 
-A sync is two in-process runs: a refresh of `usersnap_projects`, then one single-run import of the
-whole missing range of days (the days already imported are skipped, today and yesterday re-fetched).
+A sync is one in-process run of `usersnap_sync_job`: a refresh of `usersnap_projects`, then one
+single-run import of the whole missing range of days (the days already imported are skipped, today
+and yesterday re-fetched), then the asset check over the imported days.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from usersnap_channels import settings
-from usersnap_channels.definitions import build_definitions
+from usersnap_channels.definitions import SYNC_JOB_NAME, build_definitions
 from usersnap_channels.ingest import ImportProgress, add_progress_listener, plan_units, remove_progress_listener
 from usersnap_channels.partitions import partition_key, partitions_start, utc_today
 from usersnap_channels.registry import Source
@@ -61,7 +62,8 @@ def run_sync(
     database: str | None = None,
     workers: int = 4,
 ) -> SyncOutcome:
-    """Refresh projects, then import every missing day of the given connected sources."""
+    """One Dagster run: refresh the projects, import every missing day of the given connected sources, and
+    check the imported days against Usersnap's counts."""
     started = time.monotonic()
     os.environ["DAGSTER_HOME"] = str(instance_home)
     database = database or str(settings.db_path())
@@ -76,15 +78,11 @@ def run_sync(
     process_tags = {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
     with dg.DagsterInstance.get() as instance:
         release_dead_sync_runs(instance)
-        projects = defs.resolve_job_def("projects_refresh_job").execute_in_process(
-            instance=instance, run_config=QUIET_LOGGING, tags=process_tags, raise_on_error=False
-        )
-        outcome.run_ids.append(projects.run_id)
         progress_bar = _ProgressBar() if show_progress else None
         tracker = _Tracker(progress_bar)
         add_progress_listener(tracker)
         try:
-            result = defs.resolve_job_def("feedback_import_job").execute_in_process(
+            result = defs.resolve_job_def(SYNC_JOB_NAME).execute_in_process(
                 instance=instance,
                 run_config={
                     **QUIET_LOGGING,

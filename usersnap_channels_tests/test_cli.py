@@ -175,4 +175,4 @@ def test_connect_sync_status_end_to_end_far_from_utc(env, devserver: DevServer) 
     # the runs are on the project's Dagster instance, so they show in the UI
     with dg.DagsterInstance.get() as instance:
         jobs = {r.job_name for r in instance.get_runs()}
-    assert {"feedback_import_job", "projects_refresh_job"} <= jobs
+    assert {"usersnap_sync_job"} <= jobs

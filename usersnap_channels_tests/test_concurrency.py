@@ -13,10 +13,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from usersnap_channels.definitions import SYNC_JOB_NAME as JOB_NAME
 from usersnap_channels.devserver import DevServer
 from usersnap_channels.mapping import DataPoint, map_item
 from usersnap_channels.partitions import utc_today
-from usersnap_channels.sensors import JOB_NAME
 from usersnap_channels.storage import connect
 from usersnap_channels_tests.conftest import REPO, add_source
 
