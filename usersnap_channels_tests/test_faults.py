@@ -230,6 +230,25 @@ def test_429_with_retry_after_as_an_http_date_is_waited_out(env, instance, devse
     assert_equals_server(db, devserver, source, first, today)
 
 
+def test_a_429_storm_longer_than_the_clients_patience_fails_that_day_then_the_rerun_completes(
+    env, instance, devserver: DevServer
+) -> None:
+    """More than 30 consecutive 429s for one request: that day fails with a clear message (no endless wait),
+    the other days are written, and the next run completes the window."""
+    db = env["USERSNAP_CHANNELS_DB"]
+    today = utc_today()
+    first = today - timedelta(days=3)
+    source = add_source(db, devserver, "Acme", window="7d", projects=["Web App"])
+    defs = fast_definitions(db)
+    devserver.set_faults(burst_429=31, retry_after="seconds", retry_after_seconds=0)
+    failed = run_import(defs, instance, first, today, workers=1)
+    assert not failed.success
+    message = failure_text(failed)
+    assert f"day {first.isoformat()}" in message and "kept rate-limiting" in message, message
+    import_until_clean(defs, instance, first, today, max_runs=1, only_missing=True)
+    assert_equals_server(db, devserver, source, first, today)
+
+
 def test_ten_percent_5xx_loses_nothing(env, instance, devserver: DevServer) -> None:
     """A 30-day window: large enough for the import's worker processes, whose failures cross a process boundary."""
     db = env["USERSNAP_CHANNELS_DB"]
@@ -252,7 +271,7 @@ def test_five_percent_truncated_bodies_lose_nothing(env, instance, devserver: De
         add_busy_day(devserver, source.projects[1].project_id, today - timedelta(days=offset), 140)
     devserver.set_faults(rate_truncated=0.05, burst_truncated=2, seed=4)
     import_until_clean(fast_definitions(db), instance, first, today)
-    assert faults_seen(devserver)["truncated"] >= 3
+    assert faults_seen(devserver)["truncated"] >= 2
     assert_equals_server(db, devserver, source, first, today)
 
 
