@@ -6,7 +6,6 @@ Exit codes: 0 success, 1 a run or sync failed, 2 bad usage or rejected credentia
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import sys
 import time
@@ -40,7 +39,7 @@ from usersnap_channels.registry import (
 )
 from usersnap_channels.resources import MissingCredentials, UsersnapResource, read_credentials
 from usersnap_channels.storage import connect as db_connect
-from usersnap_channels.storage import replace_usersnap_projects
+from usersnap_channels.storage import lock_holder, replace_usersnap_projects
 
 app = typer.Typer(
     name="usersnap-channels",
@@ -88,12 +87,12 @@ def _db(read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
             con = db_connect(str(path), read_only=read_only)
             break
         except duckdb.IOException as exc:
-            if _lock_holder(exc) is not None:
+            if lock_holder(exc) is not None:
                 if time.monotonic() < deadline:
                     time.sleep(0.2)
                     continue
                 raise UsageProblem(
-                    f"The DuckDB file {path} is locked by another program{_lock_holder(exc)} (a running sync, or a "
+                    f"The DuckDB file {path} is locked by another program{lock_holder(exc)} (a running sync, or a "
                     "tool such as the DuckDB CLI holding it open). Close that program or wait for it, then retry."
                 ) from None
             raise UsageProblem(
@@ -115,16 +114,6 @@ def _db(read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         yield con
     finally:
         con.close()
-
-
-def _lock_holder(exc: Exception) -> str | None:
-    """For DuckDB's lock conflict ("Could not set lock on file …: Conflicting lock is held in PROGRAM (PID n)"),
-    the holder as " (PROGRAM, PID n)" or ""; None for any other error (even one whose path says "lock")."""
-    text = str(exc)
-    if "Could not set lock on file" not in text and "Conflicting lock" not in text:
-        return None
-    holder = re.search(r"Conflicting lock is held in (.+?) \(PID (\d+)\)", text)
-    return f" ({holder.group(1)}, PID {holder.group(2)})" if holder else ""
 
 
 def _lock_timeout_s() -> float:
@@ -332,7 +321,7 @@ def sync(
         refreshed[s.source_id] for s in sources if refreshed.get(s.source_id) and refreshed[s.source_id].last_error
     ]
     for s in failed:
-        _err().print(f"[red]{s.last_error}[/red]", highlight=False)
+        _err().print(s.last_error, style="red", markup=False, highlight=False)
     total = sum(counts.get(s.source_id, 0) for s in sources)
     verdict = "failed" if not outcome.success else "done"
     console.print(
@@ -340,6 +329,8 @@ def sync(
         f"{outcome.items} item(s) fetched from {outcome.units} (source, project, day) unit(s), "
         f"{total} data point(s) in total, in {outcome.seconds:.1f}s."
     )
+    if not outcome.success and outcome.run_ids:
+        console.print(f"Details: run {outcome.run_ids[-1]} in the Dagster UI (`make dev`).")
     if len(ready) < len(sources):
         raise typer.Exit(2)  # a source's key variables are not set: configuration, for the user to fix
     if not outcome.success:

@@ -50,7 +50,6 @@ class InvalidCredentials(UsersnapError):
         lead = "Invalid credentials" + (f" ({detail})" if detail else "")
         super().__init__(f"{lead}.\n{INVALID_CREDENTIALS_GUIDANCE}")
 
-
     def __reduce__(self) -> tuple[Any, ...]:
         # Rebuild from the detail, not the full message, when crossing a process boundary.
         return (self.__class__, (self.detail,))

@@ -38,7 +38,7 @@ from usersnap_channels.ingest import plan_units
 from usersnap_channels.partitions import day_bounds, partition_key, partitions_start
 from usersnap_channels.registry import Source, list_sources, record_sync
 from usersnap_channels.resources import MissingCredentials, UsersnapResource
-from usersnap_channels.storage import synced_units
+from usersnap_channels.storage import lock_holder, synced_units
 
 JOB_NAME = "feedback_import_job"
 INTERVAL_ENV = "USERSNAP_SENSOR_INTERVAL_S"
@@ -104,8 +104,7 @@ def open_read_only(path: str, *, wait_s: float = DB_WAIT_S, read_only: bool = Tr
         try:
             return ddb.connect(path, read_only=read_only)
         except (ddb.IOException, ddb.ConnectionException) as exc:
-            text = str(exc).lower()
-            if "lock" not in text and "different configuration" not in text:
+            if lock_holder(exc) is None and "different configuration" not in str(exc).lower():
                 raise
             if time.monotonic() >= deadline:
                 raise DatabaseBusy(f"the DuckDB file {path} is in use by another process (a running import)") from None

@@ -8,6 +8,7 @@ Rows go in as Arrow tables (bulk, typed), never row by row.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -47,6 +48,16 @@ _SYNC_SCHEMA = TABLES["sync_state"].arrow_schema()
 _PROJECTS_SCHEMA = TABLES["usersnap_projects"].arrow_schema()
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def lock_holder(exc: BaseException) -> str | None:
+    """For DuckDB's lock conflict ("Could not set lock on file …: Conflicting lock is held in PROGRAM (PID n)"),
+    the holder as " (PROGRAM, PID n)" or ""; None for any other error (even one whose path says "lock")."""
+    text = str(exc)
+    if "Could not set lock on file" not in text and "Conflicting lock" not in text:
+        return None
+    holder = re.search(r"Conflicting lock is held in (.+?) \(PID (\d+)\)", text)
+    return f" ({holder.group(1)}, PID {holder.group(2)})" if holder else ""
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:

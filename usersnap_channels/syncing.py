@@ -24,8 +24,9 @@ from usersnap_channels.partitions import partition_key, partitions_start, utc_to
 from usersnap_channels.registry import Source
 from usersnap_channels.storage import synced_units
 
-#: Dagster's console logger only speaks up for warnings: the CLI prints its own progress and summary.
-QUIET_LOGGING = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+#: Dagster's console logger stays quiet: the CLI prints its own progress, summary and each source's error;
+#: the full story (stack traces included) is in the run's event log in the Dagster UI.
+QUIET_LOGGING = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 #: On every run a `sync` executes in its own process, so a later `sync` can tell that process is gone.
 PID_TAG = "usersnap_channels/pid"
 HOST_TAG = "usersnap_channels/host"

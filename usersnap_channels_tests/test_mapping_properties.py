@@ -165,8 +165,9 @@ def almost_valid_items(draw: st.DrawFn) -> Any:
                 del item[draw(st.sampled_from(sorted(item)))]
         elif target == "<input>" and isinstance(item.get("ordered_inputs"), list) and item["ordered_inputs"]:
             entry = draw(st.sampled_from(item["ordered_inputs"]))
-            key = draw(st.sampled_from(["order", "label", "text_value", "boolean_value", "value"]))
-            entry[key] = draw(junk_json)
+            if isinstance(entry, dict):  # an earlier round may have replaced the list with junk entries
+                key = draw(st.sampled_from(["order", "label", "text_value", "boolean_value", "value"]))
+                entry[key] = draw(junk_json)
         elif target == "<label>" and isinstance(item.get("labels"), list) and item["labels"]:
             item["labels"][0] = draw(junk_json | st.fixed_dictionaries({"name": junk_json}))
         elif target == "<comment>" and isinstance(item.get("screenshot"), dict):
