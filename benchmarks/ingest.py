@@ -19,9 +19,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -33,36 +30,13 @@ import jwt
 import requests
 
 from usersnap_channels import jsonio
+from usersnap_channels.devserver.process import DevServerProcess
 from usersnap_channels.partitions import minus_months, utc_today
 from usersnap_channels.registry import Project, connect_source, list_sources
 from usersnap_channels.storage import FeedbackBatch, Unit, connect, write_batch
 
 ITEMS = 50_000
 PROJECTS = 5
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(tmp: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    exe = Path(sys.executable).with_name("usersnap-channels")
-    proc = subprocess.Popen(
-        [str(exe), "dev-server", "--port", str(port), "--days", "1", "--items-per-day", "0"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    root = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if requests.get(f"{root}/_dev/health", timeout=1).ok:
-                return proc, root
-        except requests.RequestException:
-            time.sleep(0.05)
-    raise SystemExit("dev server did not start")
 
 
 def make_workspace(root: str, name: str, first_day: date, today: date) -> dict:
@@ -185,23 +159,17 @@ def main() -> None:
     today = utc_today()
     windows = (("30 days", "30d", today - timedelta(days=30)), ("6 months", "6m", minus_months(today, 6)))
     results: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        server, root = start_server(Path(tmp))
-        try:
-            workspaces = {window: make_workspace(root, f"Bench {window}", first, today) for _, window, first in windows}
-            # Both pipelines first, so the peak RSS read after them is theirs, not the baseline's.
-            for _, window, first_day in windows:
-                seconds, items = pipeline(workspaces[window], root, first_day, window, Path(tempfile.mkdtemp(dir=tmp)))
-                results[window] = {"seconds": seconds, "items": items}
-            rss_main = peak_rss_mb()
-            for _, window, first_day in windows:
-                base_seconds, base_items = baseline(
-                    workspaces[window], root, first_day, Path(tempfile.mkdtemp(dir=tmp))
-                )
-                results[window] |= {"base_seconds": base_seconds, "base_items": base_items}
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
+    with tempfile.TemporaryDirectory() as tmp, DevServerProcess(days=1, items_per_day=0) as server:
+        root = server.root_url
+        workspaces = {window: make_workspace(root, f"Bench {window}", first, today) for _, window, first in windows}
+        # Both pipelines first, so the peak RSS read after them is theirs, not the baseline's.
+        for _, window, first_day in windows:
+            seconds, items = pipeline(workspaces[window], root, first_day, window, Path(tempfile.mkdtemp(dir=tmp)))
+            results[window] = {"seconds": seconds, "items": items}
+        rss_main = peak_rss_mb()
+        for _, window, first_day in windows:
+            base_seconds, base_items = baseline(workspaces[window], root, first_day, Path(tempfile.mkdtemp(dir=tmp)))
+            results[window] |= {"base_seconds": base_seconds, "base_items": base_items}
     for label, window, first_day in windows:
         r = results[window]
         if not r["items"] == r["base_items"] == ITEMS:

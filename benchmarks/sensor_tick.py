@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import warnings
@@ -32,37 +29,14 @@ from pathlib import Path
 import jwt
 import requests
 
+from usersnap_channels.devserver.process import DevServerProcess
+
 PROJECTS = 20
 ITEMS_PER_PROJECT = 80  # over the server's last 8 days
 REPEATS = 7
 #: Added to every request in the second measurement: what a distant API's round trip costs.
 LATENCY_S = 0.05
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server() -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    exe = Path(sys.executable).with_name("usersnap-channels")
-    proc = subprocess.Popen(
-        [str(exe), "dev-server", "--port", str(port), "--days", "8", "--items-per-day", "0"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    root = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if requests.get(f"{root}/_dev/health", timeout=1).ok:
-                return proc, root
-        except requests.ConnectionError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("the dev server did not start")
 
 
 def requests_logged(root: str) -> int:
@@ -96,13 +70,8 @@ def baseline(base_url: str, jwt_id: str, secret: str, project_ids: list[str], st
 
 def main() -> None:
     warnings.filterwarnings("ignore")
-    proc, root = start_server()
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            run(root, Path(tmp))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with DevServerProcess(days=8, items_per_day=0) as server, tempfile.TemporaryDirectory() as tmp:
+        run(server.root_url, Path(tmp))
 
 
 def run(root: str, tmp: Path) -> None:

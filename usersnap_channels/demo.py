@@ -10,16 +10,15 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import duckdb
-import requests
 from rich.console import Console
 from rich.table import Table
+
+from usersnap_channels.devserver.process import DevServerProcess
 
 DEMO_DIR = Path(".demo")
 CHANNEL = "Product feedback"
@@ -40,12 +39,6 @@ ORDER BY data_points DESC
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _cli() -> str:
     return str(Path(sys.executable).with_name("usersnap-channels"))
 
@@ -62,21 +55,14 @@ def main() -> None:
     if DEMO_DIR.exists():
         shutil.rmtree(DEMO_DIR)
     DEMO_DIR.mkdir()
-    port = _free_port()
     env_file = DEMO_DIR / "dev.env"
-    console.print(f"[bold]Starting the local Usersnap server on 127.0.0.1:{port}[/bold] (2 workspaces, 5 projects)")
-    server = subprocess.Popen(
-        [_cli(), "dev-server", "--port", str(port), "--env-file", str(env_file)],
-        stdout=subprocess.DEVNULL,
-        stderr=open(DEMO_DIR / "dev-server.log", "w"),  # noqa: SIM115 - lives as long as the server
-    )
-    try:
-        _wait_for(f"http://127.0.0.1:{port}/_dev/health", server)
+    console.print("[bold]Starting the local Usersnap server[/bold] (2 workspaces, 5 projects, 6 months of feedback)")
+    with open(DEMO_DIR / "dev-server.log", "w") as log, DevServerProcess(env_file=env_file, log=log) as server:
         keys = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
         env = {
             **os.environ,
             **keys,
-            "USERSNAP_BASE_URL": f"http://127.0.0.1:{port}/v0.1",
+            "USERSNAP_BASE_URL": server.base_url,
             "USERSNAP_CHANNELS_DB": str(DEMO_DIR / "channels.duckdb"),
         }
         for workspace in ("ACME", "GLOBEX"):
@@ -129,9 +115,6 @@ def main() -> None:
         _run(console, env, "sync")
         _run(console, env, "status")
         _show_query(console, env["USERSNAP_CHANNELS_DB"])
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
     console.print(
         "\n[bold]Open the result in the Dagster UI[/bold] (assets, partitions, runs of this demo):\n"
         f"  USERSNAP_CHANNELS_DB={DEMO_DIR}/channels.duckdb make dev     # then browse http://127.0.0.1:3000\n"
@@ -139,20 +122,6 @@ def main() -> None:
         f"  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{DEMO_DIR}/channels.duckdb', read_only=True)"
         ".sql('FROM data_points LIMIT 5'))\""
     )
-
-
-def _wait_for(url: str, server: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"the dev server exited early; see {DEMO_DIR}/dev-server.log")
-        try:
-            if requests.get(url, timeout=1).ok:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise SystemExit("the dev server did not start within 30 s")
 
 
 def _show_query(console: Console, database: str) -> None:
