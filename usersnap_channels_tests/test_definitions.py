@@ -1,0 +1,43 @@
+"""The code location loads as `dagster dev` loads it, and every job, sensor and schedule resolves."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from usersnap_channels.definitions import build_definitions
+from usersnap_channels_tests.conftest import REPO
+
+
+def test_every_definition_resolves(tmp_path: Path) -> None:
+    defs = build_definitions(database=str(tmp_path / "x.duckdb"))
+    for name in ("feedback_import_job", "usersnap_sync_job", "projects_refresh_job"):
+        assert defs.resolve_job_def(name)
+    assert defs.resolve_sensor_def("usersnap_sync_sensor")
+    assert defs.resolve_schedule_def("usersnap_late_arrivals_schedule")
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert keys == {"usersnap_projects", "raw_feedback", "data_points"}
+    data_points = defs.resolve_assets_def("data_points").specs_by_key[dg.AssetKey("data_points")]
+    assert data_points.description and data_points.metadata["dagster/column_schema"].columns
+
+
+def test_dagster_definitions_validate_passes(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    env = {**os.environ, "DAGSTER_HOME": str(home), "USERSNAP_CHANNELS_DB": str(tmp_path / "x.duckdb")}
+    exe = Path(sys.executable).with_name("dagster")
+    result = subprocess.run(
+        [str(exe), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "All code locations passed validation" in result.stdout + result.stderr
