@@ -24,3 +24,8 @@ def base_url() -> str:
 def db_path() -> Path:
     """The DuckDB file, from `USERSNAP_CHANNELS_DB` (relative paths are relative to the working dir)."""
     return Path(os.environ.get("USERSNAP_CHANNELS_DB") or DEFAULT_DB_PATH)
+
+
+def duckdb_memory_limit() -> str:
+    """DuckDB memory limit of the pipeline's own connections, from `USERSNAP_CHANNELS_DUCKDB_MEMORY_LIMIT`."""
+    return os.environ.get("USERSNAP_CHANNELS_DUCKDB_MEMORY_LIMIT") or "64MB"
