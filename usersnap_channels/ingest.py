@@ -152,7 +152,6 @@ def import_units(
     workers: int = 4,
     flush_items: int = 5000,
     run_id: str | None = None,
-    record_status: bool = True,
     processes: bool | None = None,
 ) -> ImportReport:
     """Fetch and map every unit in parallel workers, then write them in batches of whole units.
@@ -240,8 +239,7 @@ def import_units(
             close_clients()
     progress.units_done = progress.units_total  # units skipped after a refused key count as done
     report.source_errors = failed_sources
-    if record_status:
-        _record_statuses(connection, report, units)
+    _record_statuses(connection, report, units)
     return report
 
 

@@ -116,10 +116,6 @@ class FeedbackBatch:
             "sync_state": pa.table(self.sync, schema=_SYNC_SCHEMA),
         }
 
-    @property
-    def item_count(self) -> int:
-        return len(self.raw["feedback_id"]) + len(self.rejected["reason"])
-
     def add_unit(self, unit: Unit, items: Sequence[Any], *, fetched_at: datetime | None = None) -> UnitCounts:
         """Map a unit's items and queue their rows; malformed items become `rejected_items` rows."""
         now = fetched_at or datetime.now(UTC)
