@@ -118,6 +118,9 @@ def main() -> None:
     console.print(
         "\n[bold]Open the result in the Dagster UI[/bold] (assets, partitions, runs of this demo):\n"
         f"  USERSNAP_CHANNELS_DB={DEMO_DIR}/channels.duckdb make dev     # then browse http://127.0.0.1:3000\n"
+        "To watch the sync sensor pick up new feedback, run the dev server (same keys as the demo) first:\n"
+        f"  .venv/bin/usersnap-channels dev-server --env-file {DEMO_DIR}/dev.env &\n"
+        f"  set -a; . {DEMO_DIR}/dev.env; set +a; USERSNAP_CHANNELS_DB={DEMO_DIR}/channels.duckdb make dev\n"
         "Query the data yourself:\n"
         f"  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{DEMO_DIR}/channels.duckdb', read_only=True)"
         ".sql('FROM data_points LIMIT 5'))\""
