@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime
 
 import duckdb
 
-from usersnap_channels.storage import FEEDBACK_TABLES
+from usersnap_channels.storage import FEEDBACK_TABLES, transaction
 
 
 class RegistryError(Exception):
@@ -116,8 +116,7 @@ def connect_source(
             f"Channel '{channel}' already has a connected source '{source}'. Pick another --source name, "
             "or `disconnect` it first."
         )
-    con.begin()
-    try:
+    with transaction(con):
         if not con.execute("SELECT 1 FROM channels WHERE channel_name = ?", [channel]).fetchone():
             con.execute("INSERT INTO channels VALUES (?, ?)", [channel, now])
         if existing:
@@ -139,10 +138,6 @@ def connect_source(
         con.executemany(
             "INSERT INTO source_projects VALUES (?, ?, ?)", [(source_id, p.project_id, p.name) for p in projects]
         )
-        con.commit()
-    except BaseException:
-        con.rollback()
-        raise
     return get_source(con, channel, source)
 
 
@@ -179,16 +174,11 @@ def delete_source(con: duckdb.DuckDBPyConnection, source: Source) -> dict[str, i
     Returns rows deleted per table."""
     deleted: dict[str, int] = {}
     tables = (*FEEDBACK_TABLES, "usersnap_projects", "source_projects")
-    con.begin()
-    try:
+    with transaction(con):
         for table in (*_optional_tables(con), *tables):
             row = con.execute(f"DELETE FROM {table} WHERE source_id = ?", [source.source_id]).fetchone()
             deleted[table] = int(row[0]) if row else 0
         con.execute("DELETE FROM sources WHERE source_id = ?", [source.source_id])
-        con.commit()
-    except BaseException:
-        con.rollback()
-        raise
     return deleted
 
 

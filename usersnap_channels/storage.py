@@ -9,7 +9,8 @@ Rows go in as Arrow tables (bulk, typed), never row by row.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -58,6 +59,18 @@ def lock_holder(exc: BaseException) -> str | None:
         return None
     holder = re.search(r"Conflicting lock is held in (.+?) \(PID (\d+)\)", text)
     return f" ({holder.group(1)}, PID {holder.group(2)})" if holder else ""
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """BEGIN … COMMIT, or ROLLBACK on any error (a reader never sees half of what is inside)."""
+    con.begin()
+    try:
+        yield con
+    except BaseException:
+        con.rollback()
+        raise
+    con.commit()
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
@@ -238,8 +251,7 @@ def write_arrow(con: duckdb.DuckDBPyConnection, units: Sequence[Unit], tables: d
     con.register("_units", unit_keys)
     con.register("_keys", keys)
     try:
-        con.begin()
-        try:
+        with transaction(con):
             # Everything the units held before, plus any row of the same feedback elsewhere, goes first,
             # so (source_id, feedback_id) stays unique whatever happened in earlier runs.
             con.execute(
@@ -267,10 +279,6 @@ def write_arrow(con: duckdb.DuckDBPyConnection, units: Sequence[Unit], tables: d
                     con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _rows")
                     con.unregister("_rows")
             con.execute("DROP TABLE _old_keys")
-            con.commit()
-        except BaseException:
-            con.rollback()
-            raise
     finally:
         con.unregister("_units")
         con.unregister("_keys")
@@ -331,16 +339,11 @@ def replace_usersnap_projects(
         },
         schema=_PROJECTS_SCHEMA,
     )
-    con.begin()
-    try:
+    with transaction(con):
         con.execute("DELETE FROM usersnap_projects WHERE source_id = ?", [source_id])
         con.register("_projects", rows)
         con.execute("INSERT INTO usersnap_projects BY NAME SELECT * FROM _projects")
         con.unregister("_projects")
-        con.commit()
-    except BaseException:
-        con.rollback()
-        raise
     return rows.num_rows
 
 

@@ -6,8 +6,9 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -77,6 +78,22 @@ def add_source(
         )
     finally:
         con.close()
+
+
+def run_import(
+    defs: dg.Definitions, instance: dg.DagsterInstance, first: date, last: date, **config: Any
+) -> dg.ExecuteInProcessResult:
+    """`feedback_import_job` over the UTC days [first, last] as one single-run backfill (as the UI runs it)."""
+    run_config = {"ops": {"usersnap_feedback": {"config": config}}} if config else None
+    return defs.resolve_job_def("feedback_import_job").execute_in_process(
+        instance=instance,
+        run_config=run_config,
+        tags={
+            "dagster/asset_partition_range_start": first.isoformat(),
+            "dagster/asset_partition_range_end": last.isoformat(),
+        },
+        raise_on_error=False,
+    )
 
 
 def run_cli(

@@ -15,23 +15,13 @@ from usersnap_channels.devserver import DevServer
 from usersnap_channels.mapping import DataPoint, map_item
 from usersnap_channels.partitions import utc_today, window_start
 from usersnap_channels.storage import connect
-from usersnap_channels_tests.conftest import add_source
+from usersnap_channels_tests.conftest import add_source, run_import
 
 NEVER_IMPORTED_KEYS = ("screen_recording", "assignee_id", "updated_at", "annotated_image_url")
 
 
 def run_range(env: dict[str, str], instance: dg.DagsterInstance, first: date, last: date, **config: Any):
-    defs = build_definitions(database=env["USERSNAP_CHANNELS_DB"])
-    run_config = {"ops": {"usersnap_feedback": {"config": config}}} if config else None
-    return defs.resolve_job_def("feedback_import_job").execute_in_process(
-        instance=instance,
-        run_config=run_config,
-        tags={
-            "dagster/asset_partition_range_start": first.isoformat(),
-            "dagster/asset_partition_range_end": last.isoformat(),
-        },
-        raise_on_error=False,
-    )
+    return run_import(build_definitions(database=env["USERSNAP_CHANNELS_DB"]), instance, first, last, **config)
 
 
 def truth(devserver: DevServer, workspace: str, first: date, last: date) -> dict[str, dict]:

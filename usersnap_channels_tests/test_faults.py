@@ -30,7 +30,7 @@ from usersnap_channels.partitions import utc_today, window_start
 from usersnap_channels.registry import Source
 from usersnap_channels.resources import UsersnapResource
 from usersnap_channels.storage import connect
-from usersnap_channels_tests.conftest import add_source, run_cli
+from usersnap_channels_tests.conftest import add_source, run_cli, run_import
 
 #: Resource settings for in-process imports: same retry logic, millisecond backoff.
 FAST_USERSNAP: dict[str, Any] = {"backoff_base_s": 0.01, "max_transient_retries": 6}
@@ -54,22 +54,6 @@ def fast_definitions(db: str, **usersnap: Any) -> dg.Definitions:
         asset_checks=base.asset_checks,
         jobs=base.jobs,
         resources={**(base.resources or {}), "usersnap": UsersnapResource(**{**FAST_USERSNAP, **usersnap})},
-    )
-
-
-def run_import(
-    defs: dg.Definitions, instance: dg.DagsterInstance, first: date, last: date, **config: Any
-) -> dg.ExecuteInProcessResult:
-    """`feedback_import_job` over the UTC days [first, last] as one single-run backfill."""
-    run_config = {"ops": {"usersnap_feedback": {"config": config}}} if config else None
-    return defs.resolve_job_def("feedback_import_job").execute_in_process(
-        instance=instance,
-        run_config=run_config,
-        tags={
-            "dagster/asset_partition_range_start": first.isoformat(),
-            "dagster/asset_partition_range_end": last.isoformat(),
-        },
-        raise_on_error=False,
     )
 
 
