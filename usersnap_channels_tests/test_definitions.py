@@ -13,7 +13,8 @@ from usersnap_channels.definitions import build_definitions
 from usersnap_channels_tests.conftest import REPO
 
 
-def test_every_definition_resolves(tmp_path: Path) -> None:
+def test_every_definition_resolves(tmp_path: Path, instance: dg.DagsterInstance) -> None:
+    # (with a live instance: resolving can otherwise reach one an earlier test disposed of)
     defs = build_definitions(database=str(tmp_path / "x.duckdb"))
     for name in ("feedback_import_job", "usersnap_sync_job", "projects_refresh_job"):
         assert defs.resolve_job_def(name)
