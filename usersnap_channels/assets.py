@@ -3,7 +3,8 @@
 Thin Dagster wiring: what to fetch and how to write it lives in `ingest` and `storage`.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -11,7 +12,7 @@ from pydantic import Field
 
 from usersnap_channels.client import ClientSpec, InvalidCredentials, UsersnapError
 from usersnap_channels.ingest import authorization_error, import_units, plan_units
-from usersnap_channels.partitions import feedback_daily_partition, utc_today
+from usersnap_channels.partitions import feedback_daily_partition, partition_key, utc_today
 from usersnap_channels.registry import Source, list_sources, record_sync
 from usersnap_channels.resources import UsersnapResource
 from usersnap_channels.schema import TABLES
@@ -77,6 +78,23 @@ def usersnap_projects(
             "failed_sources": len(errors),
         }
     )
+
+
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+#: What started a run: `sensor-backfill`, `sensor-sync`, `schedule-late-arrivals` or `cli-sync`.
+TRIGGER_TAG = "usersnap_channels/trigger"
+
+
+def range_tags(first: date, last: date) -> dict[str, str]:
+    """Tags that make one run cover the feedback partitions first..last (a single-run backfill)."""
+    return {RANGE_START_TAG: partition_key(first), RANGE_END_TAG: partition_key(last)}
+
+
+def import_config(source_ids: list[str], *, only_missing: bool, **knobs: Any) -> dict[str, Any]:
+    """Run config of the `usersnap_feedback` step (see `FeedbackImportConfig`)."""
+    config = {"only_missing": only_missing, "source_ids": source_ids, **knobs}
+    return {"ops": {"usersnap_feedback": {"config": config}}}
 
 
 class FeedbackImportConfig(dg.Config):

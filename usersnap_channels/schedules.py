@@ -17,9 +17,10 @@ import dagster as dg
 import duckdb as ddb
 from dagster_duckdb import DuckDBResource
 
+from usersnap_channels.assets import TRIGGER_TAG, import_config, range_tags
 from usersnap_channels.partitions import partition_key, partitions_start
 from usersnap_channels.registry import list_sources
-from usersnap_channels.sensors import JOB_NAME, TRIGGER_TAG, DatabaseBusy, import_config, open_read_only, range_tags
+from usersnap_channels.sensors import JOB_NAME, DatabaseBusy, open_read_only
 
 #: Days re-imported by each tick, ending today.
 LATE_ARRIVAL_DAYS = 3

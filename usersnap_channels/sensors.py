@@ -32,6 +32,7 @@ import dagster as dg
 import duckdb as ddb
 from dagster_duckdb import DuckDBResource
 
+from usersnap_channels.assets import TRIGGER_TAG, import_config, range_tags
 from usersnap_channels.checks import CountTask, count_many, held_counts
 from usersnap_channels.client import Credentials, RetryPolicy, UsersnapClient
 from usersnap_channels.ingest import plan_units
@@ -44,10 +45,6 @@ JOB_NAME = "feedback_import_job"
 INTERVAL_ENV = "USERSNAP_SENSOR_INTERVAL_S"
 DEFAULT_INTERVAL_S = 180
 
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
-#: What started a run: `sensor-backfill`, `sensor-sync` or `schedule-late-arrivals` (`cli-sync` for the CLI).
-TRIGGER_TAG = "usersnap_channels/trigger"
 #: The request a run was launched for (its run key), so the next tick can see whether it is still running.
 REQUEST_TAG = "usersnap_channels/request"
 
@@ -79,15 +76,6 @@ def sensor_interval_s() -> int:
     except ValueError:
         return DEFAULT_INTERVAL_S
     return value if value > 0 else DEFAULT_INTERVAL_S
-
-
-def range_tags(first: date, last: date) -> dict[str, str]:
-    """Tags that make a run of `feedback_import_job` cover the partitions first..last in one run."""
-    return {RANGE_START_TAG: partition_key(first), RANGE_END_TAG: partition_key(last)}
-
-
-def import_config(source_ids: list[str], *, only_missing: bool) -> dict[str, Any]:
-    return {"ops": {"usersnap_feedback": {"config": {"only_missing": only_missing, "source_ids": source_ids}}}}
 
 
 # -- reading DuckDB without getting in an import's way -----------------------------------------------

@@ -11,16 +11,17 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, date
 from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from usersnap_channels import settings
+from usersnap_channels.assets import TRIGGER_TAG, import_config, range_tags
 from usersnap_channels.definitions import SYNC_JOB_NAME, build_definitions
 from usersnap_channels.ingest import ImportProgress, add_progress_listener, plan_units, remove_progress_listener
-from usersnap_channels.partitions import partition_key, partitions_start, utc_today
+from usersnap_channels.partitions import partitions_start, utc_today
 from usersnap_channels.registry import Source
 from usersnap_channels.storage import synced_units
 
@@ -41,8 +42,8 @@ class SyncOutcome:
     run_ids: list[str] = field(default_factory=list)
 
 
-def missing_range(sources: list[Source], database: str) -> tuple[str, str, int] | None:
-    """(first partition key, last partition key, units) that a sync must import, or None."""
+def missing_range(sources: list[Source], database: str) -> tuple[date, date, int] | None:
+    """(first day, last day, units) that a sync must import, or None."""
     today = utc_today()
     # another process (a sensor-triggered run, a second `sync`) may be writing: wait for its lock
     with DuckDBResource(database=database).get_connection() as con:
@@ -51,7 +52,7 @@ def missing_range(sources: list[Source], database: str) -> tuple[str, str, int] 
     units = plan_units(sources, earliest, today, today=today, already_synced=synced)
     if not units:
         return None
-    return partition_key(min(u.day for u in units)), partition_key(today), len(units)
+    return min(u.day for u in units), today, len(units)
 
 
 def run_sync(
@@ -85,20 +86,8 @@ def run_sync(
         try:
             result = defs.resolve_job_def(SYNC_JOB_NAME).execute_in_process(
                 instance=instance,
-                run_config={
-                    **QUIET_LOGGING,
-                    "ops": {
-                        "usersnap_feedback": {
-                            "config": {"only_missing": True, "source_ids": source_ids, "workers": workers}
-                        }
-                    },
-                },
-                tags={
-                    "dagster/asset_partition_range_start": first,
-                    "dagster/asset_partition_range_end": last,
-                    "usersnap_channels/trigger": "cli-sync",
-                    **process_tags,
-                },
+                run_config={**QUIET_LOGGING, **import_config(source_ids, only_missing=True, workers=workers)},
+                tags={**range_tags(first, last), TRIGGER_TAG: "cli-sync", **process_tags},
                 raise_on_error=False,
             )
         finally:

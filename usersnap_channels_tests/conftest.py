@@ -13,6 +13,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from usersnap_channels.assets import range_tags
 from usersnap_channels.devserver import DevServer
 from usersnap_channels.partitions import utc_today, window_start
 from usersnap_channels.registry import Project, Source, connect_source
@@ -86,13 +87,7 @@ def run_import(
     """`feedback_import_job` over the UTC days [first, last] as one single-run backfill (as the UI runs it)."""
     run_config = {"ops": {"usersnap_feedback": {"config": config}}} if config else None
     return defs.resolve_job_def("feedback_import_job").execute_in_process(
-        instance=instance,
-        run_config=run_config,
-        tags={
-            "dagster/asset_partition_range_start": first.isoformat(),
-            "dagster/asset_partition_range_end": last.isoformat(),
-        },
-        raise_on_error=False,
+        instance=instance, run_config=run_config, tags=range_tags(first, last), raise_on_error=False
     )
 
 

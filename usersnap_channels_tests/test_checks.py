@@ -7,11 +7,12 @@ from datetime import UTC, datetime, time, timedelta
 
 import dagster as dg
 
+from usersnap_channels.assets import range_tags
 from usersnap_channels.checks import CHECK_NAME, data_points_match_usersnap_count
 from usersnap_channels.definitions import build_definitions
 from usersnap_channels.devserver import DevServer
 from usersnap_channels.partitions import day_bounds, utc_today, window_start
-from usersnap_channels.sensors import JOB_NAME, range_tags
+from usersnap_channels.sensors import JOB_NAME
 from usersnap_channels.storage import connect
 from usersnap_channels_tests.conftest import add_source
 

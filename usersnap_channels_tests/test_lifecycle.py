@@ -6,11 +6,12 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
+from usersnap_channels.assets import range_tags
 from usersnap_channels.definitions import build_definitions
 from usersnap_channels.devserver import DevServer
 from usersnap_channels.partitions import utc_today, window_start
 from usersnap_channels.registry import Source
-from usersnap_channels.sensors import JOB_NAME, range_tags
+from usersnap_channels.sensors import JOB_NAME
 from usersnap_channels.storage import connect
 from usersnap_channels_tests.conftest import add_source, run_cli
 

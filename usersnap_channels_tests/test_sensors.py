@@ -12,6 +12,7 @@ import dagster as dg
 import pytest
 from dagster_duckdb import DuckDBResource
 
+from usersnap_channels.assets import RANGE_END_TAG, RANGE_START_TAG
 from usersnap_channels.definitions import build_definitions
 from usersnap_channels.devserver import DevServer
 from usersnap_channels.ingest import authorization_error
@@ -21,8 +22,6 @@ from usersnap_channels.resources import UsersnapResource
 from usersnap_channels.schedules import usersnap_late_arrivals_schedule
 from usersnap_channels.sensors import (
     JOB_NAME,
-    RANGE_END_TAG,
-    RANGE_START_TAG,
     REQUEST_TAG,
     RETRY_BACKOFF_S,
     Cursor,
