@@ -430,13 +430,21 @@ def update_credentials_cmd(
     )
 
 
+def _confirmed_source(channel: str, source: str, question: str, assume_yes: bool) -> Source | None:
+    """The source, once the user confirmed the question about it; None (and nothing changed) otherwise."""
+    with _db() as con:
+        existing = get_source(con, channel, source)
+    if not _confirm(question.format(source=source, channel=channel), assume_yes):
+        _out().print("Cancelled: nothing changed.")
+        return None
+    return existing
+
+
 @app.command()
 def disconnect(channel: ChannelOpt, source: SourceOpt, yes: YesOpt = False) -> None:
     """Stop ingesting from a source; its data stays in the channel."""
-    with _db() as con:
-        existing = get_source(con, channel, source)
-    if not _confirm(DISCONNECT_QUESTION.format(source=source, channel=channel), yes):
-        _out().print("Cancelled: nothing changed.")
+    existing = _confirmed_source(channel, source, DISCONNECT_QUESTION, yes)
+    if existing is None:
         return
     with _db() as con:
         set_disconnected(con, existing)
@@ -446,10 +454,8 @@ def disconnect(channel: ChannelOpt, source: SourceOpt, yes: YesOpt = False) -> N
 @app.command()
 def delete(channel: ChannelOpt, source: SourceOpt, yes: YesOpt = False) -> None:
     """Remove a source and every data point it imported."""
-    with _db() as con:
-        existing = get_source(con, channel, source)
-    if not _confirm(DELETE_QUESTION.format(source=source, channel=channel), yes):
-        _out().print("Cancelled: nothing changed.")
+    existing = _confirmed_source(channel, source, DELETE_QUESTION, yes)
+    if existing is None:
         return
     with _db() as con:
         deleted = delete_source(con, existing)
