@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-slow lint bench dev clean
+.PHONY: install demo test test-slow test-clock faketime lint bench dev clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,25 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q -m "not slow"
+
+# The suites that assert dev-server content, with the real clock shifted for every process alike
+# (libfaketime): main must be green at any hour of any day.
+CLOCK_OFFSETS ?= +5h -11h +17h +31h
+CLOCK_SUITES  ?= usersnap_channels_tests/test_bad_input.py usersnap_channels_tests/test_client.py \
+	usersnap_channels_tests/test_assets.py usersnap_channels_tests/test_checks.py \
+	usersnap_channels_tests/test_lifecycle.py usersnap_channels_tests/test_devserver.py
+test-clock: $(STAMP) faketime
+	@for offset in $(CLOCK_OFFSETS); do \
+		echo "== clock shifted by $$offset: $$(faketime -f "$$offset" date -u)"; \
+		faketime -f "$$offset" $(BIN)/pytest -q -p no:cacheprovider -m "not slow" $(CLOCK_SUITES) || exit 1; \
+	done
+
+# Debian's libfaketime, installed when missing (CI runs as root; elsewhere sudo is tried).
+faketime:
+	@command -v faketime >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get install -y -qq faketime >/dev/null 2>&1 || \
+		{ $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq faketime; }; }
 
 test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow

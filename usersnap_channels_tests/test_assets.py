@@ -16,6 +16,7 @@ from usersnap_channels.mapping import DataPoint, map_item
 from usersnap_channels.partitions import utc_today, window_start
 from usersnap_channels.storage import connect
 from usersnap_channels_tests.conftest import add_source, run_import
+from usersnap_channels_tests.helpers import query
 
 NEVER_IMPORTED_KEYS = ("screen_recording", "assignee_id", "updated_at", "annotated_image_url")
 
@@ -35,14 +36,6 @@ def truth(devserver: DevServer, workspace: str, first: date, last: date) -> dict
     return out
 
 
-def table(db: str, sql: str, params: list | None = None) -> list[tuple]:
-    con = connect(db)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
-
-
 def test_a_window_across_projects_and_two_sources_equals_the_server(env, instance, devserver: DevServer) -> None:
     db = env["USERSNAP_CHANNELS_DB"]
     today = utc_today()
@@ -53,7 +46,7 @@ def test_a_window_across_projects_and_two_sources_equals_the_server(env, instanc
 
     for source, first in ((acme, window_start("30d", today)), (globex, window_start("7d", today))):
         expected = truth(devserver, source.source_name, first, today)
-        rows = table(
+        rows = query(
             db,
             "SELECT feedback_id, channel_name, source_name, project_id, project_name, feedback_number, submitted_at, "
             "link, email, status, priority, tags, text, partition_date FROM data_points WHERE source_id = ?",
@@ -78,7 +71,7 @@ def test_a_window_across_projects_and_two_sources_equals_the_server(env, instanc
             assert row[12] == dp.text
             assert row[13] == dp.submitted_at.date()
         # turns and fields equal the mapping, row for row
-        turns = table(
+        turns = query(
             db,
             "SELECT feedback_id, turn, label, text FROM data_point_turns WHERE source_id = ? "
             "ORDER BY feedback_id, turn",
@@ -88,7 +81,7 @@ def test_a_window_across_projects_and_two_sources_equals_the_server(env, instanc
             (fid, t.turn, t.label, t.text) for fid, item in expected.items() for t in map_item(item).turns
         )
         assert turns == expected_turns
-        fields = table(
+        fields = query(
             db,
             "SELECT feedback_id, name, value, value_type, origin FROM data_point_fields WHERE source_id = ?",
             [source.source_id],
@@ -99,7 +92,7 @@ def test_a_window_across_projects_and_two_sources_equals_the_server(env, instanc
             for f in map_item(item).fields
         ]
         assert sorted(fields) == sorted(expected_fields)
-        raw = table(db, "SELECT feedback_id, item FROM raw_feedback WHERE source_id = ?", [source.source_id])
+        raw = query(db, "SELECT feedback_id, item FROM raw_feedback WHERE source_id = ?", [source.source_id])
         assert {r[0] for r in raw} == set(expected)
 
     # one single-run step for the whole range: every partition in it is materialized by one run
@@ -117,16 +110,16 @@ def test_rematerializing_is_idempotent(env, instance, devserver: DevServer) -> N
         "(SELECT count(*) FROM data_point_fields), (SELECT count(*) FROM rejected_items)"
     )
     assert run_range(env, instance, window_start("7d", today), today).success
-    first = table(db, counts_sql)
+    first = query(db, counts_sql)
     content_sql = "SELECT feedback_id, text, tags, email FROM data_points ORDER BY feedback_id"
-    first_content = table(db, content_sql)
+    first_content = query(db, content_sql)
     for _ in range(2):
         assert run_range(env, instance, window_start("7d", today), today).success
     # and a single day inside the range
     assert run_range(env, instance, today - timedelta(days=3), today - timedelta(days=3)).success
-    assert table(db, counts_sql) == first
+    assert query(db, counts_sql) == first
     assert first[0][1] == first[0][2], "(source_id, feedback_id) must be unique"
-    assert table(db, content_sql) == first_content
+    assert query(db, content_sql) == first_content
 
 
 def test_day_boundaries_land_in_the_right_partition(env, instance, devserver: DevServer) -> None:
@@ -140,14 +133,14 @@ def test_day_boundaries_land_in_the_right_partition(env, instance, devserver: De
     )
     add_source(db, devserver, "Acme", window="7d", projects=[project["name"]])
     assert run_range(env, instance, day, day).success
-    rows = dict(table(db, "SELECT feedback_id, partition_date FROM data_points"))
+    rows = dict(query(db, "SELECT feedback_id, partition_date FROM data_points"))
     assert rows[midnight["feedback_id"]] == day
     assert rows[last_us["feedback_id"]] == day
-    submitted = dict(table(db, "SELECT feedback_id, submitted_at FROM data_points"))
+    submitted = dict(query(db, "SELECT feedback_id, submitted_at FROM data_points"))
     assert submitted[last_us["feedback_id"]] == datetime.combine(day, time(23, 59, 59, 999999), tzinfo=UTC)
     # the next day's partition does not hold them
     assert run_range(env, instance, day + timedelta(days=1), day + timedelta(days=1)).success
-    rows = table(
+    rows = query(
         db,
         "SELECT partition_date FROM data_points WHERE feedback_id IN (?, ?)",
         [midnight["feedback_id"], last_us["feedback_id"]],
@@ -166,7 +159,7 @@ def test_malformed_items_are_recorded_and_the_partition_succeeds(env, instance, 
     ]
     add_source(db, devserver, "Acme", window="7d", projects=[project["name"]])
     assert run_range(env, instance, at.date(), at.date()).success
-    rejected = table(db, "SELECT feedback_id, reason, payload, partition_date FROM rejected_items")
+    rejected = query(db, "SELECT feedback_id, reason, payload, partition_date FROM rejected_items")
     assert len(rejected) == 3
     assert all(r[1] and r[2] and r[3] == at.date() for r in rejected)
     good = len(
@@ -178,7 +171,7 @@ def test_malformed_items_are_recorded_and_the_partition_succeeds(env, instance, 
             ],
         )
     )
-    dps = table(db, "SELECT count(*) FROM data_points")[0][0]
+    dps = query(db, "SELECT count(*) FROM data_points")[0][0]
     assert dps + len(rejected) == good
     assert {r[0] for r in rejected if r[0]} <= {b.get("feedback_id") for b in bad}
 
@@ -212,10 +205,10 @@ def test_never_imported_fields_are_nowhere_in_the_database(env, instance, devser
     for needle in (b"secret-shot.png", b"cdn.example/rec.webm", b"11111111-2222-3333-4444-555555555555"):
         assert needle not in blob
     for key in NEVER_IMPORTED_KEYS:
-        hits = table(db, "SELECT count(*) FROM raw_feedback WHERE json_keys(item)::VARCHAR LIKE ?", [f"%{key}%"])
+        hits = query(db, "SELECT count(*) FROM raw_feedback WHERE json_keys(item)::VARCHAR LIKE ?", [f"%{key}%"])
         assert hits == [(0,)], key
-        assert table(db, "SELECT count(*) FROM rejected_items WHERE payload LIKE ?", [f'%"{key}"%']) == [(0,)]
-    turns = table(db, "SELECT label, text FROM data_point_turns WHERE feedback_id = ?", [item["feedback_id"]])
+        assert query(db, "SELECT count(*) FROM rejected_items WHERE payload LIKE ?", [f'%"{key}"%']) == [(0,)]
+    turns = query(db, "SELECT label, text FROM data_point_turns WHERE feedback_id = ?", [item["feedback_id"]])
     assert ("Screenshot comment", "Button is cut off") in turns
 
 
@@ -235,7 +228,7 @@ def test_numbers_keep_every_digit(env, instance, devserver: DevServer) -> None:
     add_source(db, devserver, "Acme", window="7d", projects=[project["name"]])
     assert run_range(env, instance, today, today).success
     fields = dict(
-        table(
+        query(
             db,
             "SELECT name, value FROM data_point_fields WHERE feedback_id = ? AND origin = 'custom_data'",
             [item["feedback_id"]],
@@ -244,7 +237,7 @@ def test_numbers_keep_every_digit(env, instance, devserver: DevServer) -> None:
     assert fields["big"] == "12345678901234567"
     assert fields["precise"] == "0.1000000000000000055511151231257827"
     assert fields["user.id"] == "7"
-    raw = table(db, "SELECT item FROM raw_feedback WHERE feedback_id = ?", [item["feedback_id"]])[0][0]
+    raw = query(db, "SELECT item FROM raw_feedback WHERE feedback_id = ?", [item["feedback_id"]])[0][0]
     assert "12345678901234567" in raw and "0.1000000000000000055511151231257827" in raw
 
 
@@ -255,14 +248,14 @@ def test_a_disconnected_source_is_not_fetched_and_keeps_its_rows(env, instance, 
     today = utc_today()
     acme = add_source(db, devserver, "Acme", window="7d")
     assert run_range(env, instance, today - timedelta(days=7), today).success
-    before = table(db, "SELECT count(*) FROM data_points")[0][0]
+    before = query(db, "SELECT count(*) FROM data_points")[0][0]
     con = connect(db)
     set_disconnected(con, acme)
     con.close()
     devserver.clear_log()
     devserver.add_feedback(devserver.workspace("Acme").projects[0]["project_id"])
     assert run_range(env, instance, today - timedelta(days=7), today).success
-    assert table(db, "SELECT count(*) FROM data_points")[0][0] == before
+    assert query(db, "SELECT count(*) FROM data_points")[0][0] == before
     assert devserver.request_log == []
 
 
@@ -280,4 +273,4 @@ def test_only_missing_skips_imported_days_but_refreshes_today(
     fetched_calls = [r for r in devserver.request_log if r.path.endswith("/filter")]
     projects = len(devserver.workspace("Acme").projects)
     assert len(fetched_calls) == (2 * projects if only_missing else 8 * projects)
-    assert table(db, "SELECT count(*) FROM data_points WHERE feedback_id = ?", [new["feedback_id"]]) == [(1,)]
+    assert query(db, "SELECT count(*) FROM data_points WHERE feedback_id = ?", [new["feedback_id"]]) == [(1,)]

@@ -22,7 +22,7 @@ import pytest
 
 from usersnap_channels.devserver import DevServer
 from usersnap_channels_tests.conftest import add_source, run_cli
-from usersnap_channels_tests.test_faults import query
+from usersnap_channels_tests.helpers import query
 
 ACME = ["--jwt-id-env", "ACME_JWT_ID", "--jwt-secret-env", "ACME_JWT_SECRET"]
 GLOBEX = ["--jwt-id-env", "GLOBEX_JWT_ID", "--jwt-secret-env", "GLOBEX_JWT_SECRET"]

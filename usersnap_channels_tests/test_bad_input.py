@@ -22,7 +22,8 @@ from usersnap_channels.mapping import DataPoint, map_item
 from usersnap_channels.partitions import utc_today
 from usersnap_channels.storage import FeedbackBatch, Unit, ensure_schema, write_batch
 from usersnap_channels_tests.conftest import add_source, run_cli
-from usersnap_channels_tests.test_faults import day_range, failure_text, fast_definitions, query, run_import
+from usersnap_channels_tests.helpers import query
+from usersnap_channels_tests.test_faults import day_range, failure_text, fast_definitions, run_import
 from usersnap_channels_tests.test_mapping_properties import TOP_LEVEL_KEYS, small_junk_json, valid_items
 
 ONE_MB = "€" * 350_000 + "x" * 2_000  # > 1 MB of UTF-8
@@ -57,7 +58,7 @@ def serve_escape(devserver: DevServer, project_id: str, at: datetime, escape: st
     Python cannot hold a lone surrogate in UTF-8, so the dev server would not serve one: the item is added
     with a placeholder and its cached wire bytes are rewritten (the HTTP path is unchanged).
     """
-    item = devserver.add_feedback(project_id, created_at=at, ordered_inputs=text_input(PLACEHOLDER))
+    item = devserver.add_feedback(project_id, created_at=at, ordered_inputs=text_input(PLACEHOLDER), screenshot=None)
     record = devserver._by_sid[item["feedback_id"]]
     record._raw = record.raw.replace(PLACEHOLDER.encode(), escape.encode())
     return item

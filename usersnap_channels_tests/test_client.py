@@ -31,8 +31,9 @@ def make_client(server: DevServer, workspace: str = "Acme", sleeps: list[float] 
     return UsersnapClient(server.base_url, Credentials(ws.jwt_id, ws.jwt_secret), retry=FAST_RETRY, sleep=sleep)
 
 
-def busiest_window(server: DevServer, project_id: str, days: int = 10) -> tuple[datetime, datetime]:
-    end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+def recent_window(server: DevServer, days: int) -> tuple[datetime, datetime]:
+    """The last `days` whole UTC days of the server's seeded history, up to the end of its `now` day."""
+    end = datetime.combine(server.now.date() + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
     return end - timedelta(days=days), end
 
 
@@ -45,7 +46,7 @@ def test_lists_the_projects_of_the_key_only(devserver: DevServer) -> None:
 
 def test_every_item_of_a_window_comes_back_once_in_pages_of_50(devserver: DevServer) -> None:
     project = devserver.workspace("Acme").projects[0]
-    start, end = busiest_window(devserver, project["project_id"], days=30)
+    start, end = recent_window(devserver, days=30)
     truth = devserver.items(project["project_id"], start, end)
     assert len(truth) > 100, "the window should need several pages"
     devserver.clear_log()
@@ -72,7 +73,7 @@ def test_counts_match_the_server(devserver: DevServer) -> None:
 
 def test_a_fresh_short_lived_token_per_request(devserver: DevServer) -> None:
     project = devserver.workspace("Acme").projects[0]
-    start, end = busiest_window(devserver, project["project_id"], days=30)
+    start, end = recent_window(devserver, days=30)
     devserver.clear_log()
     with make_client(devserver) as client:
         client.list_projects()
@@ -87,7 +88,7 @@ def test_a_fresh_short_lived_token_per_request(devserver: DevServer) -> None:
 @pytest.mark.parametrize("form", ["seconds", "date"])
 def test_429_is_waited_out_as_retry_after_says_and_resumed(devserver: DevServer, form: str) -> None:
     project = devserver.workspace("Acme").projects[0]
-    start, end = busiest_window(devserver, project["project_id"], days=30)
+    start, end = recent_window(devserver, days=30)
     expected = [i["feedback_id"] for i in devserver.items(project["project_id"], start, end)]
     devserver.set_faults(burst_429=3, retry_after=form, retry_after_seconds=2)
     sleeps: list[float] = []
@@ -112,7 +113,7 @@ def test_retry_after_parsing() -> None:
 @pytest.mark.parametrize("fault", ["burst_5xx", "burst_truncated"])
 def test_5xx_and_truncated_bodies_are_retried(devserver: DevServer, fault: str) -> None:
     project = devserver.workspace("Acme").projects[1]
-    start, end = busiest_window(devserver, project["project_id"], days=20)
+    start, end = recent_window(devserver, days=20)
     expected = [i["feedback_id"] for i in devserver.items(project["project_id"], start, end)]
     devserver.set_faults(**{fault: 2})
     sleeps: list[float] = []
@@ -156,7 +157,7 @@ def test_no_write_call_and_no_secret_in_logs(devserver: DevServer, caplog: pytes
     caplog.set_level(logging.DEBUG)
     ws = devserver.workspace("Acme")
     project = ws.projects[0]
-    start, end = busiest_window(devserver, project["project_id"], days=5)
+    start, end = recent_window(devserver, days=5)
     devserver.set_faults(burst_429=1, burst_5xx=1, burst_truncated=1)
     client = make_client(devserver)
     client.list_projects()

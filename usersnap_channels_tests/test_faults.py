@@ -31,6 +31,7 @@ from usersnap_channels.registry import Source
 from usersnap_channels.resources import UsersnapResource
 from usersnap_channels.storage import connect
 from usersnap_channels_tests.conftest import add_source, run_cli, run_import
+from usersnap_channels_tests.helpers import query
 
 #: Resource settings for in-process imports: same retry logic, millisecond backoff.
 FAST_USERSNAP: dict[str, Any] = {"backoff_base_s": 0.01, "max_transient_retries": 6}
@@ -99,14 +100,6 @@ def server_units(devserver: DevServer, source: Source, first: date, last: date) 
             items = devserver.items(project.project_id, *day_range(day, day))
             units[(project.project_id, day)] = [item["feedback_id"] for item in items]
     return units
-
-
-def query(db: str, sql: str, params: list[Any] | None = None) -> list[tuple]:
-    con = connect(db)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
 
 
 def assert_equals_server(db: str, devserver: DevServer, source: Source, first: date, last: date) -> int:
@@ -343,8 +336,9 @@ def test_items_created_while_a_backfill_pages_are_neither_skipped_nor_repeated(
     source = add_source(db, devserver, "Acme", window="7d")
     project_id = source.projects[0].project_id
     day_start = datetime.combine(today, time(0), tzinfo=UTC)
+    rng = random.Random(3)
     for _ in range(180):  # today's unit needs several pages
-        devserver.add_feedback(project_id, created_at=day_start + (datetime.now(UTC) - day_start) * random.random())
+        devserver.add_feedback(project_id, created_at=day_start + (datetime.now(UTC) - day_start) * rng.random())
     before = {fid for ids in server_units(devserver, source, first, today).values() for fid in ids}
     devserver.set_faults(delay_s=0.05)  # slow pages, so the writer below lands between them
     stop = threading.Event()

@@ -60,6 +60,7 @@ LEFT JOIN sync_state st USING (source_id, project_id, partition_date)
 locked = 0
 with open(out, "w") as fh:
     while not os.path.exists(stop):
+        started = time.time()
         try:
             con = duckdb.connect(path, read_only=True)
         except duckdb.Error:
@@ -75,7 +76,7 @@ with open(out, "w") as fh:
             rows, total, distinct = [], 0, 0
         finally:
             con.close()
-        fh.write(json.dumps({"t": time.time(), "units": rows, "total": total, "distinct": distinct}) + "\n")
+        fh.write(json.dumps({"t": started, "units": rows, "total": total, "distinct": distinct}) + "\n")
         fh.flush()
         time.sleep(0.02)
     fh.write(json.dumps({"locked": locked}) + "\n")
@@ -95,6 +96,16 @@ class Reader:
             return []
         lines = self.out.read_text().splitlines()
         return [json.loads(line) for line in lines[:-1] if line.strip()]  # the last line may be half-written
+
+    def wait_for_observation_after(self, t: float, timeout: float = 60) -> dict[str, Any]:
+        """The first observation the reader started after wall time `t` (waits for it)."""
+        deadline = clock.monotonic() + timeout
+        while clock.monotonic() < deadline:
+            later = [o for o in self.observations() if o["t"] > t]
+            if later:
+                return later[0]
+            clock.sleep(0.05)
+        raise AssertionError(f"the reader made no observation within {timeout} s after the sync")
 
     def stop(self) -> tuple[list[dict[str, Any]], int]:
         self.stop_file.touch()
@@ -168,15 +179,16 @@ def test_sigkill_mid_backfill_then_sync_gives_exact_data_and_no_reader_sees_half
 
         again = run_cli("sync", env=env, timeout=120)
         assert again.returncode == 0, again.stdout + again.stderr
-        clock.sleep(0.2)  # one more observation of the final state
+        final = reader.wait_for_observation_after(clock.time())
     finally:
         observations, locked = reader.stop()
         if sync.poll() is None:
             sync.kill()
-    assert len(observations) >= 10, f"the reader hardly got in ({len(observations)} reads, {locked} lock errors)"
     for obs in observations:
         check_observation(obs, truth)
-    assert any(0 < sum(1 for u in o["units"] if u[6] is not None) < len(truth) for o in observations)
+    # the reader saw the half-done backfill and, after the second sync, every unit whole
+    assert any(0 < sum(1 for u in o["units"] if u[6] is not None) < len(truth) for o in observations), locked
+    assert sum(1 for u in final["units"] if u[6] is not None) == len(truth)
     assert_equals_server(db, devserver, source, first, today)
     assert_no_run_left_started(env)
 

@@ -30,6 +30,7 @@ from usersnap_channels.sensors import (
 )
 from usersnap_channels.storage import connect
 from usersnap_channels_tests.conftest import add_source, run_cli
+from usersnap_channels_tests.helpers import query
 
 
 class Ticker:
@@ -75,14 +76,6 @@ class Ticker:
         )
 
 
-def rows(db: str, sql: str, params: list | None = None) -> list[tuple]:
-    con = connect(db)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
-
-
 def server_ids(devserver: DevServer, workspace: str, first, last, projects: set[str] | None = None) -> set[str]:
     """The server's feedback ids of a workspace's projects (all, or those ids) for the UTC days first..last."""
     start = datetime.combine(first, time(0), tzinfo=UTC)
@@ -96,7 +89,7 @@ def server_ids(devserver: DevServer, workspace: str, first, last, projects: set[
 
 
 def db_ids(db: str, source_id: str) -> set[str]:
-    return {r[0] for r in rows(db, "SELECT feedback_id FROM data_points WHERE source_id = ?", [source_id])}
+    return {r[0] for r in query(db, "SELECT feedback_id FROM data_points WHERE source_id = ?", [source_id])}
 
 
 def only_counts(log: list[Any]) -> bool:
@@ -165,7 +158,7 @@ def test_connect_backfill_new_items_run_exactly_the_new_rows(env, devserver: Dev
     assert ticker.execute(requests[0]).success
     assert db_ids(db, acme.source_id) - before == {new_today["feedback_id"], late["feedback_id"]}
     assert db_ids(db, acme.source_id) == server_ids(devserver, "Acme", window_start("7d", today), today)
-    assert rows(db, "SELECT count(*) = count(DISTINCT feedback_id) FROM data_points") == [(True,)]
+    assert query(db, "SELECT count(*) = count(DISTINCT feedback_id) FROM data_points") == [(True,)]
 
     requests, log = ticker.tick()
     assert requests == [] and len(log) == len(projects)

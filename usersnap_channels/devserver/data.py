@@ -483,6 +483,7 @@ class ItemFactory:
     """Makes the feedback items of one project; owns the project's RNG stream and numbering."""
 
     def __init__(self, seed: int, ctx: WorkspaceContext, project: dict[str, Any]) -> None:
+        self.seed = seed
         self.ctx = ctx
         self.project = project
         self.rng = random.Random(f"{seed}:items:{project['project_id']}")
@@ -490,6 +491,16 @@ class ItemFactory:
         self.topics = _PROJECT_TOPICS.get(key) or tuple(_TOPICS)
         self.host = f"{slug(project['name'])}.{slug(ctx.name)}.example"
         self.labels_by_name = {lab["name"]: lab for lab in ctx.labels}
+
+    def for_item(self, key: str) -> ItemFactory:
+        """A copy with its own RNG for one item added after seeding.
+
+        The seeding's number of draws follows the clock (how many days and hours it covers), so an item
+        drawn from the shared stream afterwards would change with the hour; its own stream does not.
+        """
+        clone = copy.copy(self)
+        clone.rng = random.Random(f"{self.seed}:items:{self.project['project_id']}:{key}")
+        return clone
 
     # -- pieces ------------------------------------------------------------------------------------
 

@@ -161,6 +161,12 @@ class _ProjectState:
         self.urecs: list[_Rec] = []
         self.next_number = 1
         self.open_count = 0
+        self.added = 0  # items added after seeding; each gets its own RNG stream
+
+    def added_factory(self) -> data.ItemFactory:
+        """The factory for the next item added after seeding, on its own seeded stream."""
+        self.added += 1
+        return self.factory.for_item(f"added:{self.added}")
 
     def insert(self, rec: _Rec) -> None:
         i = bisect.bisect_right(self.keys, rec.key)
@@ -691,7 +697,7 @@ class DevServer:
         with self._lock:
             state = self._state(project_id)
             created = self._creation_time(state, created_at)
-            item = state.factory.make(created, state.next_number, max(created, datetime.now(UTC)))
+            item = state.added_factory().make(created, state.next_number, max(created, self.now))
             item.update(overrides)
             self._insert(state, item, created)
             return copy.deepcopy(item)
@@ -701,7 +707,7 @@ class DevServer:
         with self._lock:
             state = self._state(project_id)
             created = self._creation_time(state, created_at)
-            item = state.factory.malformed(kind, created, state.next_number, max(created, datetime.now(UTC)))
+            item = state.added_factory().malformed(kind, created, state.next_number, max(created, self.now))
             self._insert(state, item, created)
             return copy.deepcopy(item)
 

@@ -1,0 +1,16 @@
+"""Small helpers shared by the suites (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from usersnap_channels.storage import connect
+
+
+def query(db: str, sql: str, params: list[Any] | None = None) -> list[tuple]:
+    """Rows of one query on the DuckDB file `db`, on a connection opened and closed for it."""
+    con = connect(db)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
