@@ -74,24 +74,38 @@ class UsersnapUnreachable(UsersnapRequestError):
 
 @dataclass(frozen=True)
 class Credentials:
-    """One Usersnap API key. The secret never shows in repr, str or logs."""
+    """One Usersnap API key and the names of the variables it came from.
 
-    jwt_id: str
+    Neither value shows in repr, str, logs or errors: messages name the variables instead.
+    """
+
+    jwt_id: str = field(repr=False)
     jwt_secret: str = field(repr=False)
+    jwt_id_env: str | None = None
+    jwt_secret_env: str | None = None
+
+    def describe(self) -> str:
+        """How messages name this key: by its variables, never by a value."""
+        if self.jwt_id_env and self.jwt_secret_env:
+            return f"the key in {self.jwt_id_env} / {self.jwt_secret_env}"
+        return "the key"
 
     def __str__(self) -> str:
-        return f"Credentials(jwt_id={self.jwt_id!r})"
+        return f"Credentials({self.describe()})"
 
 
-def read_credentials(jwt_id_env: str, jwt_secret_env: str) -> Credentials:
-    """The key from the environment variables a source names; a clear error naming any that is missing."""
+def read_credentials(jwt_id_env: str, jwt_secret_env: str, *, where: str = "") -> Credentials:
+    """The key from the environment variables a source names; a clear error naming any that is missing.
+
+    `where` says which process looked (the sensor runs in the Dagster daemon, not in the user's shell).
+    """
     missing = [name for name in (jwt_id_env, jwt_secret_env) if not os.environ.get(name)]
     if missing:
         raise MissingCredentials(
-            f"Environment variable {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: "
-            "export the JWT ID and JWT Secret from Settings → API in Usersnap under those names."
+            f"Environment variable {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set"
+            f"{where}: export the JWT ID and JWT Secret from Settings → API in Usersnap under those names."
         )
-    return Credentials(os.environ[jwt_id_env], os.environ[jwt_secret_env])
+    return Credentials(os.environ[jwt_id_env], os.environ[jwt_secret_env], jwt_id_env, jwt_secret_env)
 
 
 @dataclass(frozen=True)
@@ -199,7 +213,7 @@ class UsersnapClient:
         self.requests_made = 0
 
     def __repr__(self) -> str:
-        return f"UsersnapClient(base_url={self.base_url!r}, jwt_id={self._credentials.jwt_id!r})"
+        return f"UsersnapClient(base_url={self.base_url!r}, {self._credentials.describe()})"
 
     def close(self) -> None:
         self._session.close()
@@ -309,7 +323,7 @@ class UsersnapClient:
                     except (ValueError, KeyError, TypeError):
                         problem = f"unparsable or truncated response body ({len(content)} bytes)"
                 elif status == 401:
-                    raise InvalidCredentials(f"JWT ID {self._credentials.jwt_id!r} was refused while {what}")
+                    raise InvalidCredentials(f"{self._credentials.describe()} was refused while {what}")
                 elif status in (403, 404):
                     raise UsersnapAccessError(
                         f"Usersnap answered {status} ({_error_message(content)}) while {what}: the key "

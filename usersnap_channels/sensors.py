@@ -34,11 +34,11 @@ from dagster_duckdb import DuckDBResource
 
 from usersnap_channels.assets import TRIGGER_TAG, import_config, range_tags
 from usersnap_channels.checks import CountTask, count_many, held_counts
-from usersnap_channels.client import Credentials, RetryPolicy, UsersnapClient
+from usersnap_channels.client import Credentials, RetryPolicy, UsersnapClient, read_credentials
 from usersnap_channels.ingest import plan_units
 from usersnap_channels.partitions import day_bounds, partition_key, partitions_start
 from usersnap_channels.registry import Source, list_sources, record_sync
-from usersnap_channels.resources import MissingCredentials, UsersnapResource
+from usersnap_channels.resources import UsersnapResource
 from usersnap_channels.storage import lock_holder, synced_units
 
 JOB_NAME = "feedback_import_job"
@@ -230,13 +230,7 @@ class TickReport:
 
 def _credentials(source: Source) -> Credentials:
     """The source's key from the variables it names (read in this process; never stored)."""
-    missing = [name for name in (source.jwt_id_env, source.jwt_secret_env) if not os.environ.get(name)]
-    if missing:
-        raise MissingCredentials(
-            f"Environment variable {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set "
-            "where the Dagster daemon runs: export the JWT ID and JWT Secret from Settings → API in Usersnap."
-        )
-    return Credentials(os.environ[source.jwt_id_env], os.environ[source.jwt_secret_env])
+    return read_credentials(source.jwt_id_env, source.jwt_secret_env, where=" where the Dagster daemon runs")
 
 
 def _sensor_client_factory(usersnap: UsersnapResource):

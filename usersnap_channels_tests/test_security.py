@@ -1,9 +1,9 @@
 """Nothing leaked: after a whole life cycle through the real CLI (connect, sync, syncs under faults, a key
-rotation and `update-credentials`, disconnect, delete) no JWT secret the server ever issued appears in
-the DuckDB file, anywhere under DAGSTER_HOME, in any CLI output, run config, tag or event; every request
-carried a fresh token living at most 5 minutes; nothing wrote to Usersnap; TLS is always verified.
+rotation and `update-credentials`, disconnect, delete) no JWT ID and no JWT secret the server ever issued
+appears in the DuckDB file, anywhere under DAGSTER_HOME, in any CLI output, run config, tag or event; every
+request carried a fresh token living at most 5 minutes; nothing wrote to Usersnap; TLS is always verified.
 
-Only the secrets are secret: JWT IDs name the key in messages (the spec's "key id"), so they may appear.
+Both values are secret (the contract): messages name the variables that hold them, never a value.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import dagster as dg
 import pytest
 
 from usersnap_channels import settings
-from usersnap_channels.client import Credentials, InvalidCredentials, UsersnapClient
+from usersnap_channels.client import Credentials, InvalidCredentials, UsersnapClient, read_credentials
 from usersnap_channels.devserver import DevServer
 from usersnap_channels.resources import UsersnapResource
 from usersnap_channels.storage import connect
@@ -50,12 +50,15 @@ class Session:
 
 
 def test_no_secret_anywhere_after_a_full_life_cycle(env: dict[str, str], devserver: DevServer, tmp_path: Path) -> None:
-    issued = {value for key, value in env.items() if key.endswith("_JWT_SECRET")}
+    issued = {value for key, value in env.items() if key.endswith(("_JWT_SECRET", "_JWT_ID"))}
     wrong = "wrong-" + secrets.token_urlsafe(24)  # what a user might paste by mistake: secret as well
+    wrong_id = "wrong-id-" + secrets.token_urlsafe(12)
     cli = Session(env)
 
     cli("projects", *ACME)
-    assert cli("projects", *ACME, env={**env, "ACME_JWT_SECRET": wrong}, expect=2).startswith("Invalid credentials")
+    refused = cli("projects", *ACME, env={**env, "ACME_JWT_SECRET": wrong}, expect=2)
+    assert refused.startswith("Invalid credentials") and "ACME_JWT_ID / ACME_JWT_SECRET" in refused, refused
+    cli("projects", *ACME, env={**env, "ACME_JWT_ID": wrong_id}, expect=2)
     # one project each keeps every sync small (fetched in threads, no worker processes to start)
     acme_project, globex_project = (devserver.workspace(ws).projects[0]["name"] for ws in ("Acme", "Globex"))
     cli("connect", "--channel", "Secure", "--source", "Acme", *ACME, "--project", acme_project, "--backfill", "7d")
@@ -72,7 +75,7 @@ def test_no_secret_anywhere_after_a_full_life_cycle(env: dict[str, str], devserv
 
     # the key is rotated in Usersnap: the sync fails for that source only and says what to do
     new_id, new_secret = devserver.rotate_key("Acme")
-    issued.add(new_secret)
+    issued |= {new_id, new_secret}
     refused = cli("sync", expect=1)
     assert "Authorization failed for source 'Acme'" in refused and "update-credentials" in refused, refused
     assert "Acme" in cli("status")
@@ -83,8 +86,8 @@ def test_no_secret_anywhere_after_a_full_life_cycle(env: dict[str, str], devserv
     cli("disconnect", "--channel", "Secure", "--source", "Globex", "--yes", env=rotated)
     cli("delete", "--channel", "Secure", "--source", "Acme", "--yes", env=rotated)
 
-    needles = sorted(issued | {wrong})
-    assert len(needles) == 4
+    needles = sorted(issued | {wrong, wrong_id})
+    assert len(needles) == 8
     # the DuckDB file (checkpointed, so nothing hides in the WAL) and every file of the test's folders,
     # which hold DAGSTER_HOME (run and event storage, compute logs, schedules) and the database
     con = connect(env["USERSNAP_CHANNELS_DB"])
@@ -147,7 +150,7 @@ def test_errors_reprs_and_pickles_never_carry_the_secret(devserver: DevServer, m
         repr(client),
         repr(pickle.loads(pickle.dumps(exc))),
     ]
-    assert ws.jwt_id in str(exc)  # the key id names the key; it is not a secret
+    assert "SEC_ID" not in str(exc)  # built without variable names: "the key"
     monkeypatch.setenv("SEC_ID", ws.jwt_id)
     monkeypatch.setenv("SEC_SECRET", secret)
     resource = UsersnapResource(base_url=devserver.base_url, jwt_id_env="SEC_ID", jwt_secret_env="SEC_SECRET")
@@ -158,8 +161,28 @@ def test_errors_reprs_and_pickles_never_carry_the_secret(devserver: DevServer, m
         assert secret.encode() not in blob
         texts.append(repr(spec))
         texts.append(json.dumps(dataclasses.asdict(spec), default=str))
+    texts += [str(client_for(resource)), repr(client_for(resource)), str(read_credentials("SEC_ID", "SEC_SECRET"))]
     for text in texts:
         assert secret not in text, text
+        assert ws.jwt_id not in text, text
+
+
+def client_for(resource: UsersnapResource) -> UsersnapClient:
+    client = resource.client()
+    client.close()
+    return client
+
+
+def test_a_refused_key_is_named_by_its_variables(devserver: DevServer, monkeypatch) -> None:
+    ws = devserver.workspace("Acme")
+    monkeypatch.setenv("SEC_ID", ws.jwt_id)
+    monkeypatch.setenv("SEC_SECRET", "not-the-right-secret")
+    client = UsersnapClient(devserver.base_url, read_credentials("SEC_ID", "SEC_SECRET"))
+    with client, pytest.raises(InvalidCredentials) as raised:
+        client.list_projects()
+    message = str(raised.value)
+    assert message.startswith("Invalid credentials (the key in SEC_ID / SEC_SECRET was refused"), message
+    assert ws.jwt_id not in message and ws.jwt_id not in repr(client)
 
 
 def test_tls_verification_is_never_disabled(monkeypatch) -> None:
