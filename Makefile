@@ -24,9 +24,9 @@ test: $(STAMP)
 # The suites that assert dev-server content, with the real clock shifted for every process alike
 # (libfaketime): main must be green at any hour of any day.
 CLOCK_OFFSETS ?= +5h -11h +17h +31h
-CLOCK_SUITES  ?= usersnap_channels_tests/test_bad_input.py usersnap_channels_tests/test_client.py \
-	usersnap_channels_tests/test_assets.py usersnap_channels_tests/test_checks.py \
-	usersnap_channels_tests/test_lifecycle.py usersnap_channels_tests/test_devserver.py
+CLOCK_SUITES  ?= usersnap_channels_tests/reliability/test_bad_input.py usersnap_channels_tests/usersnap/test_client.py \
+	usersnap_channels_tests/defs/test_assets.py usersnap_channels_tests/defs/test_checks.py \
+	usersnap_channels_tests/cli/test_lifecycle.py usersnap_channels_tests/devserver/test_devserver.py
 test-clock: $(STAMP) faketime
 	@for offset in $(CLOCK_OFFSETS); do \
 		echo "== clock shifted by $$offset: $$(faketime -f "$$offset" date -u)"; \

@@ -32,8 +32,8 @@ import requests
 from usersnap_channels import jsonio
 from usersnap_channels.devserver.process import DevServerProcess
 from usersnap_channels.partitions import minus_months, utc_today
-from usersnap_channels.registry import Project, connect_source, list_sources
-from usersnap_channels.storage import FeedbackBatch, Unit, connect, write_batch
+from usersnap_channels.warehouse.registry import Project, connect_source, list_sources
+from usersnap_channels.warehouse.storage import FeedbackBatch, Unit, connect, write_batch
 
 ITEMS = 50_000
 PROJECTS = 5
@@ -61,7 +61,7 @@ def make_workspace(root: str, name: str, first_day: date, today: date) -> dict:
 
 def pipeline(ws: dict, root: str, first_day: date, window: str, workdir: Path) -> tuple[float, int]:
     """`sync` through Dagster on a fresh instance and DuckDB file; returns (seconds, items imported)."""
-    from usersnap_channels.syncing import run_sync
+    from usersnap_channels.cli.sync import run_sync
 
     db = str(workdir / "pipeline.duckdb")
     home = workdir / "dagster_home"

@@ -49,7 +49,7 @@ def clear_log(root: str) -> None:
 
 def baseline(base_url: str, jwt_id: str, secret: str, project_ids: list[str], start, end) -> float:
     """The same counts, one after another, with a plain session."""
-    from usersnap_channels.client import feedback_window_query
+    from usersnap_channels.usersnap.client import feedback_window_query
 
     body = json.dumps(feedback_window_query(start, end))
     started = time.perf_counter()
@@ -99,11 +99,11 @@ def run(root: str, tmp: Path) -> None:
     from dagster_duckdb import DuckDBResource
 
     from usersnap_channels.definitions import build_definitions
+    from usersnap_channels.defs.resources import UsersnapResource
+    from usersnap_channels.defs.usersnap.sensors import JOB_NAME, range_tags, usersnap_sync_sensor
     from usersnap_channels.partitions import day_bounds, utc_today, window_start
-    from usersnap_channels.registry import Project, connect_source
-    from usersnap_channels.resources import UsersnapResource
-    from usersnap_channels.sensors import JOB_NAME, range_tags, usersnap_sync_sensor
-    from usersnap_channels.storage import connect
+    from usersnap_channels.warehouse.registry import Project, connect_source
+    from usersnap_channels.warehouse.storage import connect
 
     today = utc_today()
     projects = [Project(p["project_id"], p["name"]) for p in workspace["projects"]]

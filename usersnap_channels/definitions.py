@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dagster as dg
 
-from usersnap_channels.assets import usersnap_feedback, usersnap_projects
-from usersnap_channels.checks import data_points_match_usersnap_count
-from usersnap_channels.resources import UsersnapResource, channels_duckdb
-from usersnap_channels.schedules import usersnap_late_arrivals_schedule
-from usersnap_channels.sensors import JOB_NAME, usersnap_sync_sensor
+from usersnap_channels.defs.resources import UsersnapResource, channels_duckdb
+from usersnap_channels.defs.usersnap.assets import usersnap_feedback, usersnap_projects
+from usersnap_channels.defs.usersnap.checks import data_points_match_usersnap_count
+from usersnap_channels.defs.usersnap.schedules import usersnap_late_arrivals_schedule
+from usersnap_channels.defs.usersnap.sensors import JOB_NAME, usersnap_sync_sensor
 
 #: Every asset of one feedback import, in one step (see `usersnap_feedback`), followed by the per-partition
 #: check `data_points_match_usersnap_count` (an asset selection includes the checks of its assets).

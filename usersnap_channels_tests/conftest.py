@@ -13,11 +13,11 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from usersnap_channels.assets import range_tags
+from usersnap_channels.defs.usersnap.assets import range_tags
 from usersnap_channels.devserver import DevServer
 from usersnap_channels.partitions import utc_today, window_start
-from usersnap_channels.registry import Project, Source, connect_source
-from usersnap_channels.storage import connect
+from usersnap_channels.warehouse.registry import Project, Source, connect_source
+from usersnap_channels.warehouse.storage import connect
 
 REPO = Path(__file__).resolve().parents[1]
 

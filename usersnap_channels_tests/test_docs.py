@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from usersnap_channels import schema
-from usersnap_channels.cli import app
-from usersnap_channels.storage import connect
+from usersnap_channels.cli.app import app
+from usersnap_channels.warehouse import schema
+from usersnap_channels.warehouse.storage import connect
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
@@ -15,7 +15,7 @@ README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 def test_readme_table_reference_is_generated_from_the_schema() -> None:
     block = re.search(r"<!-- tables:start -->\n(.*)<!-- tables:end -->", README, re.S)
     assert block is not None
-    assert block.group(1).strip() == schema.markdown().strip(), "run: python -m usersnap_channels.schema"
+    assert block.group(1).strip() == schema.markdown().strip(), "run: python -m usersnap_channels.warehouse.schema"
 
 
 def test_schema_module_matches_the_database(tmp_path: Path) -> None:

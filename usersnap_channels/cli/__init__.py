@@ -1,0 +1,1 @@
+"""The `usersnap-channels` command line."""

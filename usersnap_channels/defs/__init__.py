@@ -1,0 +1,1 @@
+"""Dagster definitions: resources, jobs, and per-domain assets, checks, sensors and schedules."""

@@ -1,0 +1,223 @@
+"""The software-defined assets: Usersnap projects, and feedback per UTC day as raw items and data points.
+
+Thin Dagster wiring: what to fetch and how to write it lives in `ingest` and `storage`.
+"""
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from usersnap_channels.defs.resources import UsersnapResource
+from usersnap_channels.ingest.importer import authorization_error, import_units, plan_units
+from usersnap_channels.partitions import feedback_daily_partition, partition_key, utc_today
+from usersnap_channels.usersnap.client import ClientSpec, InvalidCredentials, UsersnapError
+from usersnap_channels.warehouse.registry import Source, list_sources, record_sync
+from usersnap_channels.warehouse.schema import TABLES
+from usersnap_channels.warehouse.storage import ensure_schema, replace_usersnap_projects, synced_units
+
+GROUP = "usersnap"
+#: Dagster concurrency pool of every step that writes DuckDB: one writer at a time (limit in dagster.yaml).
+DUCKDB_POOL = "duckdb"
+
+feedback_daily_partitions = feedback_daily_partition()
+
+
+def _table_metadata(name: str) -> dict[str, object]:
+    table = TABLES[name]
+    return {
+        "dagster/column_schema": table.dagster_schema(),
+        "dagster/table_name": f"main.{name}",
+        "grain": f"one row per {table.grain}",
+    }
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"duckdb", "python"},
+    pool=DUCKDB_POOL,
+    description="The Usersnap projects each connected source's key can see (table `usersnap_projects`).",
+    metadata=_table_metadata("usersnap_projects"),
+)
+def usersnap_projects(
+    context: dg.AssetExecutionContext, usersnap: UsersnapResource, duckdb: DuckDBResource
+) -> dg.MaterializeResult:
+    with duckdb.get_connection() as con:
+        ensure_schema(con)
+        sources = list_sources(con, connected_only=True)
+    fetched: dict[str, list[dict]] = {}
+    errors: dict[str, str] = {}
+    for source in sources:
+        try:
+            with usersnap.client(source.jwt_id_env, source.jwt_secret_env) as client:
+                fetched[source.source_id] = client.list_projects()
+        except InvalidCredentials as exc:
+            errors[source.source_id] = authorization_error(source, exc)
+        except UsersnapError as exc:
+            errors[source.source_id] = f"Cannot list the projects of {source.label}: {exc}"
+    now = datetime.now(UTC)
+    with duckdb.get_connection() as con:
+        for source_id, projects in fetched.items():
+            replace_usersnap_projects(con, source_id, projects, now)
+        for source_id, error in errors.items():
+            record_sync(con, source_id, error=error)
+        total = con.execute("SELECT count(*) FROM usersnap_projects").fetchone()[0]
+    if errors and not fetched:
+        raise dg.Failure(description="\n".join(errors.values()), metadata={"failed_sources": len(errors)})
+    for error in errors.values():
+        # One refused key must not stop the other sources' import downstream: it is recorded in
+        # `sources.last_error` (what `status` shows) and the import step fails for that source alone.
+        context.log.warning(error)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": total,
+            "sources": len(sources),
+            "projects_seen": sum(len(p) for p in fetched.values()),
+            "failed_sources": len(errors),
+        }
+    )
+
+
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+#: What started a run: `sensor-backfill`, `sensor-sync`, `schedule-late-arrivals` or `cli-sync`.
+TRIGGER_TAG = "usersnap_channels/trigger"
+
+
+def range_tags(first: date, last: date) -> dict[str, str]:
+    """Tags that make one run cover the feedback partitions first..last (a single-run backfill)."""
+    return {RANGE_START_TAG: partition_key(first), RANGE_END_TAG: partition_key(last)}
+
+
+def import_config(source_ids: list[str], *, only_missing: bool, **knobs: Any) -> dict[str, Any]:
+    """Run config of the `usersnap_feedback` step (see `FeedbackImportConfig`)."""
+    config = {"only_missing": only_missing, "source_ids": source_ids, **knobs}
+    return {"ops": {"usersnap_feedback": {"config": config}}}
+
+
+class FeedbackImportConfig(dg.Config):
+    """Run knobs for the feedback import (never credentials: those stay in the environment)."""
+
+    only_missing: bool = Field(
+        default=False,
+        description="Skip (source, project, day) units already imported, except today and yesterday, which "
+        "are always fetched again. `usersnap-channels sync` and the sensors set this; a backfill launched "
+        "from the UI re-imports every selected day.",
+    )
+    source_ids: list[str] = Field(
+        default_factory=list, description="Only these sources (ids from the `sources` table); empty = all."
+    )
+    workers: int = Field(
+        default=4, ge=1, le=32, description="Parallel fetch workers (processes for big imports, at most one per CPU)."
+    )
+
+
+#: The assets of one feedback import. `data_points` also owns its satellite tables (turns, fields and
+#: rejected items): each Dagster asset costs one event per partition per run, so four more assets would
+#: make a 6-month backfill several times slower without telling a user anything new.
+FEEDBACK_ASSETS = ("raw_feedback", "data_points")
+_FEEDBACK_DESCRIPTIONS = {
+    "raw_feedback": "Usersnap feedback items per UTC day, as fetched minus the never-imported fields "
+    "(table `raw_feedback`).",
+    "data_points": "One data point per feedback item (table `data_points`), with its conversation turns "
+    "(`data_point_turns`), filterable fields (`data_point_fields`) and the items that could not be mapped "
+    "(`rejected_items`), all written in the same transaction as the raw items.",
+}
+_FEEDBACK_DEPS = {"raw_feedback": ["usersnap_projects"], "data_points": ["raw_feedback"]}
+_SATELLITES = ("data_point_turns", "data_point_fields", "rejected_items")
+
+
+def _feedback_metadata(name: str) -> dict[str, object]:
+    metadata = _table_metadata(name)
+    if name == "data_points":
+        metadata["tables"] = ", ".join(("data_points", *_SATELLITES))
+    return metadata
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            name,
+            group_name=GROUP,
+            kinds={"duckdb"},
+            deps=_FEEDBACK_DEPS[name],
+            description=_FEEDBACK_DESCRIPTIONS[name],
+            metadata=_feedback_metadata(name),
+        )
+        for name in FEEDBACK_ASSETS
+    ],
+    partitions_def=feedback_daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    can_subset=False,
+    pool=DUCKDB_POOL,
+)
+def usersnap_feedback(
+    context: dg.AssetExecutionContext,
+    config: FeedbackImportConfig,
+    usersnap: UsersnapResource,
+    duckdb: DuckDBResource,
+):
+    """Fetch the selected UTC days of every connected source's projects and write raw items and data
+    points, replacing each (source, project, day) in one DuckDB transaction. A range of days runs in one
+    step (single-run backfill), so a 6-month backfill costs one Dagster run, not one per day."""
+    window = context.partition_time_window
+    first_day = window.start.astimezone(UTC).date()
+    last_day = (window.end.astimezone(UTC) - timedelta(microseconds=1)).date()
+    with duckdb.get_connection() as con:
+        ensure_schema(con)
+        sources = [
+            s
+            for s in list_sources(con, connected_only=True)
+            if not config.source_ids or s.source_id in config.source_ids
+        ]
+        synced = synced_units(con, [s.source_id for s in sources]) if config.only_missing else None
+    units = plan_units(sources, first_day, last_day, today=utc_today(), already_synced=synced)
+    context.log.info(
+        f"Importing {len(units)} (source, project, day) units from {first_day} to {last_day} "
+        f"for {len(sources)} connected source(s)"
+    )
+
+    def client_spec(source: Source) -> ClientSpec:
+        return usersnap.client_spec(source.jwt_id_env, source.jwt_secret_env)
+
+    report = import_units(
+        units,
+        sources,
+        client_spec=client_spec,
+        connection=duckdb.get_connection,
+        workers=config.workers,
+        run_id=context.run.run_id,
+    )
+    if report.failed:
+        raise dg.Failure(
+            description=report.failure_summary(),
+            metadata={
+                "units_written": report.units_written,
+                "units_planned": report.units_planned,
+                "failed_days": len(report.unit_errors),
+                "failed_sources": len(report.source_errors),
+            },
+        )
+    common = {
+        "first_day": first_day.isoformat(),
+        "last_day": last_day.isoformat(),
+        "units": report.units_written,
+        "items_fetched": report.items,
+        "usersnap_requests": report.requests,
+    }
+    rows = {
+        "raw_feedback": {"rows_written": report.data_points},
+        "data_points": {
+            "rows_written": report.data_points,
+            "turns_written": report.turns,
+            "fields_written": report.fields,
+            "rejected_items": report.rejected,
+        },
+    }
+    for name in FEEDBACK_ASSETS:
+        metadata = {**common, **rows[name]}
+        if first_day == last_day:  # one partition: the rows written are that partition's rows
+            metadata["dagster/row_count"] = report.data_points
+        yield dg.MaterializeResult(asset_key=name, metadata=metadata)

@@ -1,0 +1,320 @@
+"""Importing feedback: which units to fetch, fetching them in parallel, writing them in batches.
+
+Plain Python, no Dagster: the `usersnap_feedback` asset calls `import_units`, and so could anything
+else. One unit is one source's project on one UTC day; failures are per unit (or per source, for
+rejected credentials), so one bad day or one rotated key never stops the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import duckdb
+
+from usersnap_channels.ingest.workers import UnitJob, close_clients, exit_with_parent, fetch_units
+from usersnap_channels.partitions import days_between
+from usersnap_channels.usersnap.client import ClientSpec, InvalidCredentials, MissingCredentials
+from usersnap_channels.warehouse.registry import Source, record_sync
+from usersnap_channels.warehouse.storage import ArrowBatch, Unit, WriteResult
+
+log = logging.getLogger(__name__)
+
+#: Days at the end of any range that are always fetched again, even when already imported: today's
+#: partition keeps growing, and yesterday's may still receive items around midnight UTC.
+REFRESH_DAYS = 2
+
+ProgressCallback = Callable[["ImportProgress"], None]
+_progress_listeners: list[ProgressCallback] = []
+
+
+def add_progress_listener(listener: ProgressCallback) -> None:
+    """Let an in-process caller (the CLI's progress bar) follow an import running inside Dagster."""
+    _progress_listeners.append(listener)
+
+
+def remove_progress_listener(listener: ProgressCallback) -> None:
+    if listener in _progress_listeners:
+        _progress_listeners.remove(listener)
+
+
+@dataclass
+class ImportProgress:
+    units_total: int
+    units_done: int = 0
+    items: int = 0
+
+
+def authorization_error(source: Source, exc: Exception) -> str:
+    """What a sync says when Usersnap refuses a source's key."""
+    return (
+        f"Authorization failed for {source.label}: Usersnap refused the key in ${source.jwt_id_env} / "
+        f"${source.jwt_secret_env}. Generate a new key under Settings → API in Usersnap, export it, and run "
+        f"`usersnap-channels update-credentials --channel '{source.channel_name}' --source '{source.source_name}' "
+        "--jwt-id-env VAR --jwt-secret-env VAR`."
+    )
+
+
+def plan_units(
+    sources: Iterable[Source],
+    first_day: date,
+    last_day: date,
+    *,
+    today: date,
+    already_synced: set[tuple[str, str, date]] | None = None,
+) -> list[Unit]:
+    """Units of the connected sources' picked projects for the days in [first_day, last_day] that fall in
+    each source's window. With `already_synced`, skip those, except the last REFRESH_DAYS before today."""
+    refresh_from = today - timedelta(days=REFRESH_DAYS - 1)
+    units: list[Unit] = []
+    for source in sources:
+        if not source.connected:
+            continue
+        start = max(first_day, source.window_start)
+        end = min(last_day, today)
+        if start > end:
+            continue
+        for day in days_between(start, end):
+            for project in source.projects:
+                key = (source.source_id, project.project_id, day)
+                if already_synced is not None and day < refresh_from and key in already_synced:
+                    continue
+                units.append(
+                    Unit(
+                        source_id=source.source_id,
+                        channel_name=source.channel_name,
+                        source_name=source.source_name,
+                        project_id=project.project_id,
+                        project_name=project.name,
+                        day=day,
+                    )
+                )
+    return units
+
+
+@dataclass
+class ImportReport:
+    units_planned: int = 0
+    units_written: int = 0
+    items: int = 0
+    data_points: int = 0
+    rejected: int = 0
+    turns: int = 0
+    fields: int = 0
+    requests: int = 0
+    per_source: dict[str, int] = field(default_factory=dict)
+    source_errors: dict[str, str] = field(default_factory=dict)
+    #: (source_id, message) of every unit that failed for a reason other than the source's credentials.
+    unit_errors: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.source_errors or self.unit_errors)
+
+    def failure_summary(self) -> str:
+        lines = list(self.source_errors.values())
+        shown = [message for _, message in self.unit_errors[:20]]
+        lines += shown
+        if len(self.unit_errors) > len(shown):
+            lines.append(f"... and {len(self.unit_errors) - len(shown)} more failed days")
+        return "\n".join(lines)
+
+    def add_write(self, result: WriteResult) -> None:
+        self.units_written += result.units
+        self.data_points += result.data_points
+        self.rejected += result.rejected
+        self.turns += result.turns
+        self.fields += result.fields
+
+
+ConnectionFactory = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
+ClientSpecFactory = Callable[[Source], ClientSpec]
+
+#: Below this many units an import fetches in threads: starting worker processes costs about a second.
+PROCESS_POOL_MIN_UNITS = 32
+
+
+def import_units(
+    units: list[Unit],
+    sources: Iterable[Source],
+    *,
+    client_spec: ClientSpecFactory,
+    connection: ConnectionFactory,
+    workers: int = 4,
+    flush_items: int = 5000,
+    run_id: str | None = None,
+    processes: bool | None = None,
+) -> ImportReport:
+    """Fetch and map every unit in parallel workers, then write them in batches of whole units.
+
+    A unit is written only when all of its pages arrived, so a unit that fails leaves its previous rows
+    in place. Workers are processes for large imports (mapping is CPU-bound) and threads for small ones;
+    `processes` forces either. At the end each source's `last_synced_at` / `last_error` is recorded.
+    """
+    by_id = {s.source_id: s for s in sources}
+    specs = {source_id: client_spec(source) for source_id, source in by_id.items()}
+    report = ImportReport(units_planned=len(units))
+    progress = ImportProgress(units_total=len(units))
+    failed_sources: dict[str, str] = {}
+    fetched_at = datetime.now(UTC)
+    use_processes = len(units) >= PROCESS_POOL_MIN_UNITS if processes is None else processes
+    workers = max(1, workers)
+    if use_processes:
+        workers = min(workers, os.cpu_count() or 1)
+        pool: Executor = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=exit_with_parent,
+            initargs=(os.getpid(),),
+        )
+    else:
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="usersnap")
+    batch = ArrowBatch()
+    writer = _Writer(connection, report)
+
+    def flush() -> None:
+        nonlocal batch
+        if batch.units:
+            writer.submit(batch)
+        batch = ArrowBatch()
+
+    chunk = _chunk_size(len(units), workers)
+
+    def jobs() -> Iterator[UnitJob]:
+        pending: list[Unit] = []
+        for unit in units:
+            if unit.source_id in failed_sources:  # a refused key: skip the source's remaining units
+                continue
+            if pending and (len(pending) >= chunk or pending[0].source_id != unit.source_id):
+                yield UnitJob(tuple(pending), specs[pending[0].source_id], fetched_at, run_id)
+                pending = []
+            pending.append(unit)
+        if pending:
+            yield UnitJob(tuple(pending), specs[pending[0].source_id], fetched_at, run_id)
+
+    try:
+        for job, outcome in _bounded_map(pool, fetch_units, jobs(), in_flight=workers * 2):
+            if isinstance(outcome, BaseException):
+                raise outcome  # a bug, not a Usersnap failure: those come back per unit
+            for unit, error in outcome.failed:
+                source = by_id[unit.source_id]
+                if isinstance(error, InvalidCredentials):
+                    failed_sources.setdefault(unit.source_id, authorization_error(source, error))
+                elif isinstance(error, MissingCredentials):
+                    failed_sources.setdefault(unit.source_id, f"Cannot sync {source.label}: {error}")
+                else:
+                    report.unit_errors.append(
+                        (
+                            unit.source_id,
+                            f"{source.label}, project '{unit.project_name}', day {unit.day.isoformat()}: {error}",
+                        )
+                    )
+            items = sum(counts.items for _, counts in outcome.done)
+            for unit, counts in outcome.done:
+                report.per_source[unit.source_id] = report.per_source.get(unit.source_id, 0) + counts.items
+            report.items += items
+            report.requests += outcome.requests
+            if outcome.done:
+                batch.add([unit for unit, _ in outcome.done], outcome.tables, items)
+                if batch.items >= flush_items:
+                    flush()
+            progress.units_done += len(job.units)
+            progress.items = report.items
+            for listener in list(_progress_listeners):
+                listener(progress)
+        flush()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        writer.close()
+        if not use_processes:
+            close_clients()
+    progress.units_done = progress.units_total  # units skipped after a refused key count as done
+    report.source_errors = failed_sources
+    _record_statuses(connection, report, units)
+    return report
+
+
+class _Writer:
+    """Writes batches on a thread of its own, so fetching goes on while DuckDB (which releases the GIL)
+    commits; at most one batch waits, which bounds memory. A write error stops the import."""
+
+    def __init__(self, connection: ConnectionFactory, report: ImportReport) -> None:
+        self._connection = connection
+        self._report = report
+        self._queue: queue.Queue[ArrowBatch | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="duckdb-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            if self._error is not None:
+                continue
+            try:
+                with self._connection() as con:
+                    self._report.add_write(batch.write(con))
+            except BaseException as exc:
+                self._error = exc
+
+    def submit(self, batch: ArrowBatch) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(batch)
+
+    def close(self) -> None:
+        """Wait for every submitted batch; re-raise a write error."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+def _record_statuses(connection: ConnectionFactory, report: ImportReport, units: list[Unit]) -> None:
+    touched = {u.source_id for u in units}
+    unit_failures: dict[str, list[str]] = {}
+    for source_id, message in report.unit_errors:
+        unit_failures.setdefault(source_id, []).append(message)
+    with connection() as con:
+        for source_id in touched:
+            error = report.source_errors.get(source_id)
+            if error is None and unit_failures.get(source_id):
+                failures = unit_failures[source_id]
+                error = f"{len(failures)} day(s) failed; first: {failures[0]}"
+            record_sync(con, source_id, error=error)
+
+
+def _chunk_size(units: int, workers: int) -> int:
+    """Units per worker call: big enough to amortise the hand-off, small enough that every worker stays
+    busy and progress moves (at least ~8 calls per worker), at most 16."""
+    return max(1, min(16, units // (workers * 8)))
+
+
+def _bounded_map(
+    pool: Executor, fn: Callable[[UnitJob], Any], jobs: Iterator[UnitJob], *, in_flight: int
+) -> Iterator[tuple[UnitJob, Any]]:
+    """Like pool.map, but yields in completion order, keeps at most `in_flight` units fetched and not yet
+    written (bounded memory), pulls jobs lazily, and yields an exception instead of raising it."""
+    pending: dict[Future[Any], UnitJob] = {}
+    while True:
+        while len(pending) < in_flight:
+            job = next(jobs, None)
+            if job is None:
+                break
+            pending[pool.submit(fn, job)] = job
+        if not pending:
+            return
+        done, _ = wait(pending, return_when=FIRST_COMPLETED)
+        for future in done:
+            job = pending.pop(future)
+            exc = future.exception()
+            yield job, exc if exc is not None else future.result()

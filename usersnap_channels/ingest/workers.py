@@ -1,0 +1,112 @@
+"""Fetching one unit and turning it into Arrow rows: the work a fetch worker does.
+
+Dagster-free and picklable, so it runs in worker processes (the mapping is CPU-bound Python: processes
+use every core where threads would queue on the GIL) or in threads for small imports. Workers get
+only a `ClientSpec` — variable *names* — and read the key from their own environment.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+import pyarrow as pa
+
+from usersnap_channels.partitions import day_bounds
+from usersnap_channels.usersnap.client import (
+    ClientSpec,
+    InvalidCredentials,
+    MissingCredentials,
+    UsersnapClient,
+    UsersnapError,
+)
+from usersnap_channels.warehouse.storage import FeedbackBatch, Unit, UnitCounts
+
+_clients: dict[tuple[ClientSpec, int, int], UsersnapClient] = {}
+_clients_lock = threading.Lock()
+
+
+def exit_with_parent(parent_pid: int, interval_s: float = 0.5) -> None:
+    """Worker-process initializer: exit as soon as the process that started the pool is gone.
+
+    A `sync` killed with SIGKILL cannot shut its pool down, and its workers would wait on the pool's queue
+    forever (each holds the queue's write end, so they never see end-of-file).
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+@dataclass(frozen=True)
+class UnitJob:
+    """Consecutive units of one source, fetched by one worker call (fewer, larger hand-offs between
+    processes than one unit at a time)."""
+
+    units: tuple[Unit, ...]
+    client: ClientSpec
+    fetched_at: datetime
+    run_id: str | None = None
+
+
+@dataclass
+class UnitResult:
+    """The units that arrived whole, as Arrow rows, and those that failed, with their errors."""
+
+    done: list[tuple[Unit, UnitCounts]]
+    failed: list[tuple[Unit, BaseException]]
+    tables: dict[str, pa.Table]
+    requests: int
+
+
+def _client(spec: ClientSpec) -> UsersnapClient:
+    """One client (one connection pool) per spec, process and thread, reused across units."""
+    key = (spec, os.getpid(), threading.get_ident())
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = _clients[key] = spec.build()
+        return client
+
+
+def close_clients() -> None:
+    """Close this process's clients (after an import that ran its fetches in threads)."""
+    with _clients_lock:
+        for key in [k for k in _clients if k[1] == os.getpid()]:
+            _clients.pop(key).close()
+
+
+def fetch_units(job: UnitJob) -> UnitResult:
+    """Every page of each unit, mapped; a unit whose fetch fails is reported and left out, so a unit is
+    either complete or not written at all. After a refused key the source's other units are not tried."""
+    client = _client(job.client)
+    before = client.requests_made
+    batch = FeedbackBatch(run_id=job.run_id)
+    result = UnitResult(done=[], failed=[], tables={}, requests=0)
+    refused: BaseException | None = None
+    for unit in job.units:
+        if refused is not None:
+            result.failed.append((unit, refused))
+            continue
+        start, end = day_bounds(unit.day)
+        items: list = []
+        try:
+            for page in client.iter_feedback_pages(unit.project_id, start, end):
+                items.extend(page)
+        except (InvalidCredentials, MissingCredentials) as exc:
+            refused = exc
+            result.failed.append((unit, exc))
+            continue
+        except UsersnapError as exc:
+            result.failed.append((unit, exc))
+            continue
+        result.done.append((unit, batch.add_unit(unit, items, fetched_at=job.fetched_at)))
+    result.tables = batch.to_arrow()
+    result.requests = client.requests_made - before
+    return result

@@ -1,0 +1,1 @@
+"""Themes and trends over a channel's data points (offline embeddings, discovery, stable ids)."""

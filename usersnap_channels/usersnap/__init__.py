@@ -1,0 +1,1 @@
+"""Talking to Usersnap and mapping its items: knows nothing of Dagster or DuckDB."""
