@@ -31,9 +31,11 @@ import requests
 
 from usersnap_channels import jsonio
 from usersnap_channels.devserver.process import DevServerProcess
+from usersnap_channels.ingest.rows import FeedbackBatch, write_batch
 from usersnap_channels.partitions import minus_months, utc_today
+from usersnap_channels.warehouse.connection import connect
+from usersnap_channels.warehouse.feedback import Unit
 from usersnap_channels.warehouse.registry import Project, connect_source, list_sources
-from usersnap_channels.warehouse.storage import FeedbackBatch, Unit, connect, write_batch
 
 ITEMS = 50_000
 PROJECTS = 5

@@ -99,11 +99,12 @@ def run(root: str, tmp: Path) -> None:
     from dagster_duckdb import DuckDBResource
 
     from usersnap_channels.definitions import build_definitions
+    from usersnap_channels.defs.jobs import feedback_import_job, range_tags
     from usersnap_channels.defs.resources import UsersnapResource
-    from usersnap_channels.defs.usersnap.sensors import JOB_NAME, range_tags, usersnap_sync_sensor
+    from usersnap_channels.defs.usersnap.sensors import usersnap_sync_sensor
     from usersnap_channels.partitions import day_bounds, utc_today, window_start
+    from usersnap_channels.warehouse.connection import connect
     from usersnap_channels.warehouse.registry import Project, connect_source
-    from usersnap_channels.warehouse.storage import connect
 
     today = utc_today()
     projects = [Project(p["project_id"], p["name"]) for p in workspace["projects"]]
@@ -124,7 +125,7 @@ def run(root: str, tmp: Path) -> None:
         started = time.perf_counter()
         result = (
             build_definitions(database=db)
-            .resolve_job_def(JOB_NAME)
+            .resolve_job_def(feedback_import_job.name)
             .execute_in_process(
                 instance=instance,
                 tags=range_tags(window_start("7d", today), today),

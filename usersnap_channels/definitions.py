@@ -4,33 +4,12 @@ from __future__ import annotations
 
 import dagster as dg
 
+from usersnap_channels.defs.jobs import JOBS
 from usersnap_channels.defs.resources import UsersnapResource, channels_duckdb
 from usersnap_channels.defs.usersnap.assets import usersnap_feedback, usersnap_projects
 from usersnap_channels.defs.usersnap.checks import data_points_match_usersnap_count
 from usersnap_channels.defs.usersnap.schedules import usersnap_late_arrivals_schedule
-from usersnap_channels.defs.usersnap.sensors import JOB_NAME, usersnap_sync_sensor
-
-#: Every asset of one feedback import, in one step (see `usersnap_feedback`), followed by the per-partition
-#: check `data_points_match_usersnap_count` (an asset selection includes the checks of its assets).
-feedback_import_job = dg.define_asset_job(
-    JOB_NAME,
-    selection=dg.AssetSelection.assets(usersnap_feedback),
-    description="Import the selected days of feedback of every connected source, then compare each day with "
-    "Usersnap's count.",
-)
-#: What `usersnap-channels sync` runs: the projects refresh and the import (and its check) in one run, so a
-#: sync pays Dagster's per-run cost once.
-SYNC_JOB_NAME = "usersnap_sync_job"
-usersnap_sync_job = dg.define_asset_job(
-    SYNC_JOB_NAME,
-    selection=dg.AssetSelection.assets(usersnap_projects, usersnap_feedback),
-    description="Refresh the projects, then import the selected days of every connected source and check them.",
-)
-projects_refresh_job = dg.define_asset_job(
-    "projects_refresh_job",
-    selection=dg.AssetSelection.assets(usersnap_projects),
-    description="Refresh the list of Usersnap projects each connected key can see.",
-)
+from usersnap_channels.defs.usersnap.sensors import usersnap_sync_sensor
 
 
 def build_definitions(*, database: str | None = None, base_url: str | None = None) -> dg.Definitions:
@@ -39,7 +18,7 @@ def build_definitions(*, database: str | None = None, base_url: str | None = Non
     return dg.Definitions(
         assets=[usersnap_projects, usersnap_feedback],
         asset_checks=[data_points_match_usersnap_count],
-        jobs=[feedback_import_job, usersnap_sync_job, projects_refresh_job],
+        jobs=JOBS,
         sensors=[usersnap_sync_sensor],
         schedules=[usersnap_late_arrivals_schedule],
         resources={

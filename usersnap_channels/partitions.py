@@ -14,9 +14,12 @@ if TYPE_CHECKING:  # fetch workers import this module without paying for Dagster
 BACKFILL_WINDOWS: tuple[str, ...] = ("7d", "30d", "90d", "6m")
 _WINDOW_DAYS = {"7d": 7, "30d": 30, "90d": 90}
 
-#: Extra days kept in the partitions definition before the widest window, so a source connected a while
-#: ago whose first days have not synced yet still has those partitions.
-PARTITIONS_MARGIN_DAYS = 31
+#: First day of the feedback partitions: a fixed date, so the definitions snapshot is the same every day
+#: (the daemon and a code server never disagree about which partitions exist). Days before a source's
+#: backfill window are not imported (the import plan enforces each window), and a window that starts
+#: earlier than this is clipped to it. Widen it here for older data: a few thousand daily partitions are
+#: well inside what Dagster handles.
+PARTITIONS_START = date(2025, 1, 1)
 
 
 def utc_today(now: datetime | None = None) -> date:
@@ -52,20 +55,14 @@ def days_between(first: date, last: date) -> Iterator[date]:
         yield first + timedelta(days=offset)
 
 
-def partitions_start(today: date) -> date:
-    return minus_months(today, 6) - timedelta(days=PARTITIONS_MARGIN_DAYS)
-
-
-def feedback_daily_partition(today: date | None = None) -> dg.DailyPartitionsDefinition:
-    """One partition per UTC day, from before the widest backfill window up to and including today.
-
-    The start moves with the calendar (computed when definitions load): older partitions leave the UI,
-    their rows stay in DuckDB. `end_offset=1` makes today's (still growing) day a partition.
-    """
+def feedback_daily_partition() -> dg.DailyPartitionsDefinition:
+    """One partition per UTC day from PARTITIONS_START up to and including today (`end_offset=1` makes
+    today's still-growing day a partition)."""
     import dagster as dg
 
-    start = partitions_start(today or utc_today())
-    return dg.DailyPartitionsDefinition(start_date=start.isoformat(), end_offset=1, timezone="UTC", fmt="%Y-%m-%d")
+    return dg.DailyPartitionsDefinition(
+        start_date=PARTITIONS_START.isoformat(), end_offset=1, timezone="UTC", fmt="%Y-%m-%d"
+    )
 
 
 def partition_key(day: date) -> str:

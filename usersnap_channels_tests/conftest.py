@@ -13,11 +13,11 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from usersnap_channels.defs.usersnap.assets import range_tags
+from usersnap_channels.defs.jobs import import_config, range_tags
 from usersnap_channels.devserver import DevServer
 from usersnap_channels.partitions import utc_today, window_start
+from usersnap_channels.warehouse.connection import connect
 from usersnap_channels.warehouse.registry import Project, Source, connect_source
-from usersnap_channels.warehouse.storage import connect
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,7 +85,7 @@ def run_import(
     defs: dg.Definitions, instance: dg.DagsterInstance, first: date, last: date, **config: Any
 ) -> dg.ExecuteInProcessResult:
     """`feedback_import_job` over the UTC days [first, last] as one single-run backfill (as the UI runs it)."""
-    run_config = {"ops": {"usersnap_feedback": {"config": config}}} if config else None
+    run_config = import_config(**config) if config else None
     return defs.resolve_job_def("feedback_import_job").execute_in_process(
         instance=instance, run_config=run_config, tags=range_tags(first, last), raise_on_error=False
     )

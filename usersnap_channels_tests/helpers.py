@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from usersnap_channels.warehouse.storage import connect
+from usersnap_channels.warehouse.connection import connect
 
 
 def query(db: str, sql: str, params: list[Any] | None = None) -> list[tuple]:

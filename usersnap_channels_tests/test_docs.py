@@ -7,7 +7,7 @@ from pathlib import Path
 
 from usersnap_channels.cli.app import app
 from usersnap_channels.warehouse import schema
-from usersnap_channels.warehouse.storage import connect
+from usersnap_channels.warehouse.connection import connect
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,8 +22,11 @@ from rich.table import Table
 
 from usersnap_channels import settings
 from usersnap_channels.defs.resources import MissingCredentials, UsersnapResource, read_credentials
+from usersnap_channels.ingest.rows import project_rows
 from usersnap_channels.partitions import BACKFILL_WINDOWS, utc_today, window_start
 from usersnap_channels.usersnap.client import InvalidCredentials, UsersnapClient, UsersnapError, UsersnapUnreachable
+from usersnap_channels.warehouse.connection import DatabaseBusy, open_database
+from usersnap_channels.warehouse.feedback import replace_usersnap_projects
 from usersnap_channels.warehouse.registry import (
     Project,
     RegistryError,
@@ -38,8 +40,6 @@ from usersnap_channels.warehouse.registry import (
     set_disconnected,
     update_credentials,
 )
-from usersnap_channels.warehouse.storage import connect as db_connect
-from usersnap_channels.warehouse.storage import lock_holder, replace_usersnap_projects
 
 app = typer.Typer(
     name="usersnap-channels",
@@ -81,29 +81,23 @@ def _db(read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
     if read_only and not path.exists():
         raise UsageProblem(f"No channels database at {path} yet: run `usersnap-channels connect` first.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + _lock_timeout_s()
-    while True:
-        try:
-            con = db_connect(str(path), read_only=read_only)
-            break
-        except duckdb.IOException as exc:
-            if lock_holder(exc) is not None:
-                if time.monotonic() < deadline:
-                    time.sleep(0.2)
-                    continue
-                raise UsageProblem(
-                    f"The DuckDB file {path} is locked by another program{lock_holder(exc)} (a running sync, or a "
-                    "tool such as the DuckDB CLI holding it open). Close that program or wait for it, then retry."
-                ) from None
-            raise UsageProblem(
-                f"Cannot open the DuckDB file {path}: {exc}. Point USERSNAP_CHANNELS_DB at another file, or move "
-                "this one away to start afresh."
-            ) from None
-        except duckdb.Error as exc:
-            raise UsageProblem(
-                f"{path} is not a usable DuckDB database ({type(exc).__name__}: {exc}). Point USERSNAP_CHANNELS_DB "
-                "at another file, or move this one away to start afresh."
-            ) from None
+    try:
+        con = open_database(str(path), read_only=read_only, wait_s=_lock_timeout_s())
+    except DatabaseBusy as exc:
+        raise UsageProblem(
+            f"The DuckDB file {path} is locked by another program{exc.holder} (a running sync, or a "
+            "tool such as the DuckDB CLI holding it open). Close that program or wait for it, then retry."
+        ) from None
+    except duckdb.IOException as exc:
+        raise UsageProblem(
+            f"Cannot open the DuckDB file {path}: {exc}. Point USERSNAP_CHANNELS_DB at another file, or move "
+            "this one away to start afresh."
+        ) from None
+    except duckdb.Error as exc:
+        raise UsageProblem(
+            f"{path} is not a usable DuckDB database ({type(exc).__name__}: {exc}). Point USERSNAP_CHANNELS_DB "
+            "at another file, or move this one away to start afresh."
+        ) from None
     if read_only and not con.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = 'sources'").fetchone():
         con.close()
         raise UsageProblem(
@@ -278,7 +272,8 @@ def connect(
             window_start=start,
             projects=picked,
         )
-        replace_usersnap_projects(con, registered.source_id, visible, datetime.now(UTC))
+        rows = project_rows(registered.source_id, visible, datetime.now(UTC))
+        replace_usersnap_projects(con, registered.source_id, rows)
     counts = {str(p["project_id"]): p.get("feedback_count") for p in visible}
     console = _out()
     console.print(

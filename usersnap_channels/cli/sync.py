@@ -15,24 +15,21 @@ from datetime import UTC, date
 from pathlib import Path
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from usersnap_channels import settings
-from usersnap_channels.definitions import SYNC_JOB_NAME, build_definitions
-from usersnap_channels.defs.usersnap.assets import TRIGGER_TAG, import_config, range_tags
-from usersnap_channels.ingest.importer import (
-    ImportProgress,
-    add_progress_listener,
-    plan_units,
-    remove_progress_listener,
-)
-from usersnap_channels.partitions import partitions_start, utc_today
+from usersnap_channels.definitions import build_definitions
+from usersnap_channels.defs.compat import free_pool_slots
+from usersnap_channels.defs.jobs import TRIGGER_TAG, import_config, range_tags, usersnap_sync_job
+from usersnap_channels.ingest.importer import ImportProgress, add_progress_listener, remove_progress_listener
+from usersnap_channels.ingest.plan import plan_units
+from usersnap_channels.partitions import PARTITIONS_START, utc_today
+from usersnap_channels.warehouse.connection import open_database
+from usersnap_channels.warehouse.feedback import synced_units
 from usersnap_channels.warehouse.registry import Source
-from usersnap_channels.warehouse.storage import synced_units
 
 #: Dagster's console logger stays quiet: the CLI prints its own progress, summary and each source's error;
 #: the full story (stack traces included) is in the run's event log in the Dagster UI.
-QUIET_LOGGING = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+QUIET_LOGGERS = {"console": {"config": {"log_level": "CRITICAL"}}}
 #: On every run a `sync` executes in its own process, so a later `sync` can tell that process is gone.
 PID_TAG = "usersnap_channels/pid"
 HOST_TAG = "usersnap_channels/host"
@@ -47,13 +44,16 @@ class SyncOutcome:
     run_ids: list[str] = field(default_factory=list)
 
 
-def missing_range(sources: list[Source], database: str) -> tuple[date, date, int] | None:
+def missing_range(sources: list[Source], database: str, *, wait_s: float) -> tuple[date, date, int] | None:
     """(first day, last day, units) that a sync must import, or None."""
     today = utc_today()
     # another process (a sensor-triggered run, a second `sync`) may be writing: wait for its lock
-    with DuckDBResource(database=database).get_connection() as con:
+    con = open_database(database, read_only=True, wait_s=wait_s)
+    try:
         synced = synced_units(con, [s.source_id for s in sources])
-    earliest = max(min(s.window_start for s in sources), partitions_start(today))
+    finally:
+        con.close()
+    earliest = max(min(s.window_start for s in sources), PARTITIONS_START)
     units = plan_units(sources, earliest, today, today=today, already_synced=synced)
     if not units:
         return None
@@ -68,6 +68,7 @@ def run_sync(
     definitions: dg.Definitions | None = None,
     database: str | None = None,
     workers: int = 4,
+    lock_wait_s: float = 120.0,
 ) -> SyncOutcome:
     """One Dagster run: refresh the projects, import every missing day of the given connected sources, and
     check the imported days against Usersnap's counts."""
@@ -76,7 +77,7 @@ def run_sync(
     database = database or str(settings.db_path())
     defs = definitions or build_definitions(database=database)
     outcome = SyncOutcome(success=True)
-    planned = missing_range(sources, database)
+    planned = missing_range(sources, database, wait_s=lock_wait_s)
     if planned is None:
         outcome.seconds = time.monotonic() - started
         return outcome
@@ -89,9 +90,9 @@ def run_sync(
         tracker = _Tracker(progress_bar)
         add_progress_listener(tracker)
         try:
-            result = defs.resolve_job_def(SYNC_JOB_NAME).execute_in_process(
+            result = defs.resolve_job_def(usersnap_sync_job.name).execute_in_process(
                 instance=instance,
-                run_config={**QUIET_LOGGING, **import_config(source_ids, only_missing=True, workers=workers)},
+                run_config=import_config(source_ids, only_missing=True, workers=workers, loggers=QUIET_LOGGERS),
                 tags={**range_tags(first, last), TRIGGER_TAG: "cli-sync", **process_tags},
                 raise_on_error=False,
             )
@@ -126,8 +127,7 @@ def release_dead_sync_runs(instance: dg.DagsterInstance) -> list[str]:
         instance.report_run_failed(
             run, message=f"The `usersnap-channels sync` process (pid {pid}) running this run is gone (killed?)."
         )
-        if instance.event_log_storage.supports_global_concurrency_limits:
-            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        free_pool_slots(instance, run.run_id)
         released.append(run.run_id)
     return released
 

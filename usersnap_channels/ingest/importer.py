@@ -16,22 +16,18 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
 
+from usersnap_channels.ingest.plan import authorization_error
 from usersnap_channels.ingest.workers import UnitJob, close_clients, exit_with_parent, fetch_units
-from usersnap_channels.partitions import days_between
 from usersnap_channels.usersnap.client import ClientSpec, InvalidCredentials, MissingCredentials
+from usersnap_channels.warehouse.feedback import ArrowBatch, Unit, WriteResult
 from usersnap_channels.warehouse.registry import Source, record_sync
-from usersnap_channels.warehouse.storage import ArrowBatch, Unit, WriteResult
 
 log = logging.getLogger(__name__)
-
-#: Days at the end of any range that are always fetched again, even when already imported: today's
-#: partition keeps growing, and yesterday's may still receive items around midnight UTC.
-REFRESH_DAYS = 2
 
 ProgressCallback = Callable[["ImportProgress"], None]
 _progress_listeners: list[ProgressCallback] = []
@@ -52,53 +48,6 @@ class ImportProgress:
     units_total: int
     units_done: int = 0
     items: int = 0
-
-
-def authorization_error(source: Source, exc: Exception) -> str:
-    """What a sync says when Usersnap refuses a source's key."""
-    return (
-        f"Authorization failed for {source.label}: Usersnap refused the key in ${source.jwt_id_env} / "
-        f"${source.jwt_secret_env}. Generate a new key under Settings → API in Usersnap, export it, and run "
-        f"`usersnap-channels update-credentials --channel '{source.channel_name}' --source '{source.source_name}' "
-        "--jwt-id-env VAR --jwt-secret-env VAR`."
-    )
-
-
-def plan_units(
-    sources: Iterable[Source],
-    first_day: date,
-    last_day: date,
-    *,
-    today: date,
-    already_synced: set[tuple[str, str, date]] | None = None,
-) -> list[Unit]:
-    """Units of the connected sources' picked projects for the days in [first_day, last_day] that fall in
-    each source's window. With `already_synced`, skip those, except the last REFRESH_DAYS before today."""
-    refresh_from = today - timedelta(days=REFRESH_DAYS - 1)
-    units: list[Unit] = []
-    for source in sources:
-        if not source.connected:
-            continue
-        start = max(first_day, source.window_start)
-        end = min(last_day, today)
-        if start > end:
-            continue
-        for day in days_between(start, end):
-            for project in source.projects:
-                key = (source.source_id, project.project_id, day)
-                if already_synced is not None and day < refresh_from and key in already_synced:
-                    continue
-                units.append(
-                    Unit(
-                        source_id=source.source_id,
-                        channel_name=source.channel_name,
-                        source_name=source.source_name,
-                        project_id=project.project_id,
-                        project_name=project.name,
-                        day=day,
-                    )
-                )
-    return units
 
 
 @dataclass

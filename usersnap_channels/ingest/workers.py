@@ -15,6 +15,7 @@ from datetime import datetime
 
 import pyarrow as pa
 
+from usersnap_channels.ingest.rows import FeedbackBatch, UnitCounts
 from usersnap_channels.partitions import day_bounds
 from usersnap_channels.usersnap.client import (
     ClientSpec,
@@ -23,7 +24,7 @@ from usersnap_channels.usersnap.client import (
     UsersnapClient,
     UsersnapError,
 )
-from usersnap_channels.warehouse.storage import FeedbackBatch, Unit, UnitCounts
+from usersnap_channels.warehouse.feedback import Unit
 
 _clients: dict[tuple[ClientSpec, int, int], UsersnapClient] = {}
 _clients_lock = threading.Lock()

@@ -12,7 +12,8 @@ from datetime import UTC, date, datetime
 
 import duckdb
 
-from usersnap_channels.warehouse.storage import FEEDBACK_TABLES, transaction
+from usersnap_channels.warehouse.connection import transaction
+from usersnap_channels.warehouse.feedback import FEEDBACK_TABLES
 
 
 class RegistryError(Exception):

@@ -8,7 +8,7 @@ import dagster as dg
 
 from usersnap_channels.devserver import DevServer
 from usersnap_channels.partitions import utc_today, window_start
-from usersnap_channels.warehouse.storage import connect
+from usersnap_channels.warehouse.connection import connect
 from usersnap_channels_tests.conftest import run_cli
 
 ACME = ["--jwt-id-env", "ACME_JWT_ID", "--jwt-secret-env", "ACME_JWT_SECRET"]

@@ -7,12 +7,11 @@ import dagster as dg
 import pytest
 
 from usersnap_channels.definitions import build_definitions
-from usersnap_channels.defs.usersnap.assets import range_tags
-from usersnap_channels.defs.usersnap.sensors import JOB_NAME
+from usersnap_channels.defs.jobs import feedback_import_job, range_tags
 from usersnap_channels.devserver import DevServer
 from usersnap_channels.partitions import utc_today, window_start
+from usersnap_channels.warehouse.connection import connect
 from usersnap_channels.warehouse.registry import Source
-from usersnap_channels.warehouse.storage import connect
 from usersnap_channels_tests.conftest import add_source, run_cli
 
 CHANNEL = "Product feedback"
@@ -58,7 +57,7 @@ def two_sources(env, instance: dg.DagsterInstance, devserver: DevServer) -> tupl
     globex = add_source(db, devserver, "Globex", window="7d", projects=["Billing"])
     result = (
         build_definitions(database=db)
-        .resolve_job_def(JOB_NAME)
+        .resolve_job_def(feedback_import_job.name)
         .execute_in_process(instance=instance, tags=range_tags(window_start("7d", today), today))
     )
     assert result.success

@@ -14,7 +14,7 @@ from usersnap_channels.definitions import build_definitions
 from usersnap_channels.devserver import DevServer
 from usersnap_channels.partitions import utc_today, window_start
 from usersnap_channels.usersnap.mapping import DataPoint, map_item
-from usersnap_channels.warehouse.storage import connect
+from usersnap_channels.warehouse.connection import connect
 from usersnap_channels_tests.conftest import add_source, run_import
 from usersnap_channels_tests.helpers import query
 

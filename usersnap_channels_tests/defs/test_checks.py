@@ -8,12 +8,11 @@ from datetime import UTC, datetime, time, timedelta
 import dagster as dg
 
 from usersnap_channels.definitions import build_definitions
-from usersnap_channels.defs.usersnap.assets import range_tags
+from usersnap_channels.defs.jobs import feedback_import_job, range_tags
 from usersnap_channels.defs.usersnap.checks import CHECK_NAME, data_points_match_usersnap_count
-from usersnap_channels.defs.usersnap.sensors import JOB_NAME
 from usersnap_channels.devserver import DevServer
 from usersnap_channels.partitions import day_bounds, utc_today, window_start
-from usersnap_channels.warehouse.storage import connect
+from usersnap_channels.warehouse.connection import connect
 from usersnap_channels_tests.conftest import add_source
 
 CHECK_KEY = dg.AssetCheckKey(dg.AssetKey("data_points"), CHECK_NAME)
@@ -39,7 +38,7 @@ def test_the_check_is_defined_and_runs_after_every_import(env, instance: dg.Dags
     # (a live instance: resolving definitions may reach the current instance's storage)
     defs = definitions(env)
     assert CHECK_KEY in defs.resolve_asset_graph().asset_check_keys
-    job = defs.resolve_job_def(JOB_NAME)
+    job = defs.resolve_job_def(feedback_import_job.name)
     assert CHECK_KEY in job.asset_layer.asset_graph.asset_check_keys
     spec = next(iter(data_points_match_usersnap_count.check_specs))
     assert spec.partitions_def is not None
@@ -53,7 +52,7 @@ def test_each_day_passes_then_a_late_item_fails_its_day_with_both_numbers(
     first = window_start("7d", today)
     acme = add_source(db, devserver, "Acme", window="7d")
     defs = definitions(env)
-    imported = defs.resolve_job_def(JOB_NAME).execute_in_process(
+    imported = defs.resolve_job_def(feedback_import_job.name).execute_in_process(
         instance=instance, tags=range_tags(first, today), raise_on_error=False
     )
     assert imported.success
@@ -90,7 +89,7 @@ def test_each_day_passes_then_a_late_item_fails_its_day_with_both_numbers(
     ]
 
     # re-importing the day fixes it
-    again = defs.resolve_job_def(JOB_NAME).execute_in_process(
+    again = defs.resolve_job_def(feedback_import_job.name).execute_in_process(
         instance=instance, tags=range_tags(day, day), raise_on_error=False
     )
     assert again.success and evaluations(again)[day.isoformat()].passed

@@ -13,11 +13,10 @@ import pytest
 from dagster_duckdb import DuckDBResource
 
 from usersnap_channels.definitions import build_definitions
+from usersnap_channels.defs.jobs import RANGE_END_TAG, RANGE_START_TAG, feedback_import_job, import_config
 from usersnap_channels.defs.resources import UsersnapResource
-from usersnap_channels.defs.usersnap.assets import RANGE_END_TAG, RANGE_START_TAG
 from usersnap_channels.defs.usersnap.schedules import usersnap_late_arrivals_schedule
 from usersnap_channels.defs.usersnap.sensors import (
-    JOB_NAME,
     REQUEST_TAG,
     RETRY_BACKOFF_S,
     Cursor,
@@ -25,10 +24,10 @@ from usersnap_channels.defs.usersnap.sensors import (
     usersnap_sync_sensor,
 )
 from usersnap_channels.devserver import DevServer
-from usersnap_channels.ingest.importer import authorization_error
+from usersnap_channels.ingest.plan import authorization_error
 from usersnap_channels.partitions import utc_today, window_start
+from usersnap_channels.warehouse.connection import connect
 from usersnap_channels.warehouse.registry import get_source, set_disconnected
-from usersnap_channels.warehouse.storage import connect
 from usersnap_channels_tests.conftest import add_source, run_cli
 from usersnap_channels_tests.helpers import query
 
@@ -68,7 +67,7 @@ class Ticker:
 
     def execute(self, request: dg.RunRequest, **overrides: Any) -> dg.ExecuteInProcessResult:
         """Run a request the way the daemon would: the job with the request's config and tags."""
-        return self.defs.resolve_job_def(JOB_NAME).execute_in_process(
+        return self.defs.resolve_job_def(feedback_import_job.name).execute_in_process(
             instance=self.instance,
             run_config=overrides.get("run_config", request.run_config),
             tags=request.tags,
@@ -119,8 +118,8 @@ def test_connect_backfill_new_items_run_exactly_the_new_rows(env, devserver: Dev
     backfill = requests[0]
     assert backfill.tags[RANGE_START_TAG] == window_start("7d", today).isoformat()
     assert backfill.tags[RANGE_END_TAG] == today.isoformat()
-    assert backfill.run_config == {
-        "ops": {"usersnap_feedback": {"config": {"only_missing": True, "source_ids": [acme.source_id]}}}
+    assert backfill.run_config["ops"] == {
+        "usersnap_feedback": {"config": {"only_missing": True, "source_ids": [acme.source_id], "workers": 4}}
     }
     assert backfill.run_key
     # requested once: the next tick, before the run has even started, asks for nothing
@@ -186,7 +185,7 @@ def test_a_tick_never_launches_duplicates_and_retries_a_run_that_left_the_gap(
     assert ticker.tick()[0] == []
 
     # the run ends without closing the gap (here: it imported another source): not retried at once ...
-    elsewhere = {"ops": {"usersnap_feedback": {"config": {"source_ids": ["src_elsewhere"]}}}}
+    elsewhere = import_config(["src_elsewhere"])
     assert ticker.execute(first[0], run_config=elsewhere).success
     assert ticker.tick()[0] == []
     # ... but after the backoff, with a new key, and then the data is right
@@ -296,7 +295,7 @@ def test_a_locked_database_skips_the_tick(env, devserver: DevServer, ticker: Tic
         devserver.clear_log()
         result = usersnap_sync_sensor(ticker.context())
         assert isinstance(result, dg.SkipReason)
-        assert "in use by another process" in (result.skip_message or "")
+        assert "in use by another program" in (result.skip_message or "")
         assert devserver.request_log == []
     finally:
         holder.stdin.close()
@@ -326,6 +325,7 @@ def test_the_daily_schedule_reimports_the_last_three_days(env, devserver: DevSer
     assert request.run_config["ops"]["usersnap_feedback"]["config"] == {
         "only_missing": False,
         "source_ids": [acme.source_id],
+        "workers": 4,
     }
     assert ticker.execute(request).success
     assert late["feedback_id"] in db_ids(db, acme.source_id)

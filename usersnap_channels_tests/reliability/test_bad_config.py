@@ -178,7 +178,7 @@ def locked_db(tmp_path: Path) -> Iterator[Path]:
             sys.executable,
             "-c",
             "import duckdb, sys, time\n"
-            "from usersnap_channels.warehouse.storage import ensure_schema\n"
+            "from usersnap_channels.warehouse.connection import ensure_schema\n"
             "con = duckdb.connect(sys.argv[1]); ensure_schema(con); con.execute('CHECKPOINT')\n"
             "print('ready', flush=True); time.sleep(120)",
             str(path),

@@ -18,9 +18,11 @@ from hypothesis import strategies as st
 from usersnap_channels import jsonio
 from usersnap_channels.devserver import DevServer
 from usersnap_channels.devserver.data import MALFORMED_KINDS
+from usersnap_channels.ingest.rows import FeedbackBatch, write_batch
 from usersnap_channels.partitions import utc_today
 from usersnap_channels.usersnap.mapping import DataPoint, map_item
-from usersnap_channels.warehouse.storage import FeedbackBatch, Unit, ensure_schema, write_batch
+from usersnap_channels.warehouse.connection import ensure_schema
+from usersnap_channels.warehouse.feedback import Unit
 from usersnap_channels_tests.conftest import add_source, run_cli
 from usersnap_channels_tests.helpers import query
 from usersnap_channels_tests.reliability.test_faults import day_range, failure_text, fast_definitions, run_import

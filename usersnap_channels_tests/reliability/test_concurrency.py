@@ -14,11 +14,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from usersnap_channels.definitions import SYNC_JOB_NAME as JOB_NAME
+from usersnap_channels.defs.jobs import usersnap_sync_job
 from usersnap_channels.devserver import DevServer
 from usersnap_channels.partitions import utc_today
 from usersnap_channels.usersnap.mapping import DataPoint, map_item
-from usersnap_channels.warehouse.storage import connect
+from usersnap_channels.warehouse.connection import connect
 from usersnap_channels_tests.conftest import REPO, add_source
 
 IMPORT_STEP = "usersnap_feedback"
@@ -45,7 +45,7 @@ def import_steps(home: Path) -> list[tuple[float, float]]:
     """(start, end) of every import step recorded in the Dagster instance at `home`."""
     with dg.DagsterInstance.from_config(str(home)) as instance:
         spans = []
-        for run in instance.get_runs(filters=dg.RunsFilter(job_name=JOB_NAME)):
+        for run in instance.get_runs(filters=dg.RunsFilter(job_name=usersnap_sync_job.name)):
             events = [
                 e
                 for e in instance.all_logs(

@@ -28,8 +28,8 @@ from usersnap_channels.defs.resources import UsersnapResource
 from usersnap_channels.devserver import DevServer
 from usersnap_channels.partitions import utc_today, window_start
 from usersnap_channels.usersnap.mapping import DataPoint, map_item
+from usersnap_channels.warehouse.connection import connect
 from usersnap_channels.warehouse.registry import Source
-from usersnap_channels.warehouse.storage import connect
 from usersnap_channels_tests.conftest import add_source, run_cli, run_import
 from usersnap_channels_tests.helpers import query
 

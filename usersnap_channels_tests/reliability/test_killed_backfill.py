@@ -25,8 +25,8 @@ import pytest
 
 from usersnap_channels.devserver import DevServer
 from usersnap_channels.partitions import utc_today, window_start
+from usersnap_channels.warehouse.connection import connect
 from usersnap_channels.warehouse.registry import Source, list_sources
-from usersnap_channels.warehouse.storage import connect
 from usersnap_channels_tests.conftest import run_cli
 from usersnap_channels_tests.reliability.test_faults import assert_equals_server, server_units
 

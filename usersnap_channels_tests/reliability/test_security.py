@@ -23,7 +23,7 @@ from usersnap_channels import settings
 from usersnap_channels.defs.resources import UsersnapResource
 from usersnap_channels.devserver import DevServer
 from usersnap_channels.usersnap.client import Credentials, InvalidCredentials, UsersnapClient, read_credentials
-from usersnap_channels.warehouse.storage import connect
+from usersnap_channels.warehouse.connection import connect
 from usersnap_channels_tests.conftest import run_cli
 
 PACKAGE = Path(__file__).resolve().parents[2] / "usersnap_channels"

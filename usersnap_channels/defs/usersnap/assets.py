@@ -3,27 +3,27 @@
 Thin Dagster wiring: what to fetch and how to write it lives in `ingest` and `storage`.
 """
 
-from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
-from pydantic import Field
 
 from usersnap_channels.defs.resources import UsersnapResource
-from usersnap_channels.ingest.importer import authorization_error, import_units, plan_units
-from usersnap_channels.partitions import feedback_daily_partition, partition_key, utc_today
+from usersnap_channels.defs.usersnap.config import FeedbackImportConfig
+from usersnap_channels.defs.usersnap.partitions import feedback_daily_partitions
+from usersnap_channels.ingest.importer import import_units
+from usersnap_channels.ingest.plan import authorization_error, plan_units
+from usersnap_channels.ingest.rows import project_rows
+from usersnap_channels.partitions import utc_today
 from usersnap_channels.usersnap.client import ClientSpec, InvalidCredentials, UsersnapError
+from usersnap_channels.warehouse.connection import ensure_schema
+from usersnap_channels.warehouse.feedback import replace_usersnap_projects, synced_units
 from usersnap_channels.warehouse.registry import Source, list_sources, record_sync
 from usersnap_channels.warehouse.schema import TABLES
-from usersnap_channels.warehouse.storage import ensure_schema, replace_usersnap_projects, synced_units
 
 GROUP = "usersnap"
 #: Dagster concurrency pool of every step that writes DuckDB: one writer at a time (limit in dagster.yaml).
 DUCKDB_POOL = "duckdb"
-
-feedback_daily_partitions = feedback_daily_partition()
-
 
 def _table_metadata(name: str) -> dict[str, object]:
     table = TABLES[name]
@@ -60,7 +60,7 @@ def usersnap_projects(
     now = datetime.now(UTC)
     with duckdb.get_connection() as con:
         for source_id, projects in fetched.items():
-            replace_usersnap_projects(con, source_id, projects, now)
+            replace_usersnap_projects(con, source_id, project_rows(source_id, projects, now))
         for source_id, error in errors.items():
             record_sync(con, source_id, error=error)
         total = con.execute("SELECT count(*) FROM usersnap_projects").fetchone()[0]
@@ -77,40 +77,6 @@ def usersnap_projects(
             "projects_seen": sum(len(p) for p in fetched.values()),
             "failed_sources": len(errors),
         }
-    )
-
-
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
-#: What started a run: `sensor-backfill`, `sensor-sync`, `schedule-late-arrivals` or `cli-sync`.
-TRIGGER_TAG = "usersnap_channels/trigger"
-
-
-def range_tags(first: date, last: date) -> dict[str, str]:
-    """Tags that make one run cover the feedback partitions first..last (a single-run backfill)."""
-    return {RANGE_START_TAG: partition_key(first), RANGE_END_TAG: partition_key(last)}
-
-
-def import_config(source_ids: list[str], *, only_missing: bool, **knobs: Any) -> dict[str, Any]:
-    """Run config of the `usersnap_feedback` step (see `FeedbackImportConfig`)."""
-    config = {"only_missing": only_missing, "source_ids": source_ids, **knobs}
-    return {"ops": {"usersnap_feedback": {"config": config}}}
-
-
-class FeedbackImportConfig(dg.Config):
-    """Run knobs for the feedback import (never credentials: those stay in the environment)."""
-
-    only_missing: bool = Field(
-        default=False,
-        description="Skip (source, project, day) units already imported, except today and yesterday, which "
-        "are always fetched again. `usersnap-channels sync` and the sensors set this; a backfill launched "
-        "from the UI re-imports every selected day.",
-    )
-    source_ids: list[str] = Field(
-        default_factory=list, description="Only these sources (ids from the `sources` table); empty = all."
-    )
-    workers: int = Field(
-        default=4, ge=1, le=32, description="Parallel fetch workers (processes for big imports, at most one per CPU)."
     )
 
 

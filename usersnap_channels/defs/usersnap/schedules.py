@@ -17,9 +17,9 @@ import dagster as dg
 import duckdb as ddb
 from dagster_duckdb import DuckDBResource
 
-from usersnap_channels.defs.usersnap.assets import TRIGGER_TAG, import_config, range_tags
-from usersnap_channels.defs.usersnap.sensors import JOB_NAME, DatabaseBusy, open_read_only
-from usersnap_channels.partitions import partition_key, partitions_start
+from usersnap_channels.defs.jobs import TRIGGER_TAG, feedback_import_job, import_config, range_tags
+from usersnap_channels.partitions import PARTITIONS_START, partition_key
+from usersnap_channels.warehouse.connection import DatabaseBusy, open_database
 from usersnap_channels.warehouse.registry import list_sources
 
 #: Days re-imported by each tick, ending today.
@@ -33,7 +33,7 @@ def connected_source_ids(database: str) -> list[str] | None:
     if not Path(database).exists():
         return []
     try:
-        con = open_read_only(database, wait_s=10.0)
+        con = open_database(database, read_only=True, wait_s=10.0)
     except DatabaseBusy:
         return None
     try:
@@ -46,7 +46,7 @@ def connected_source_ids(database: str) -> list[str] | None:
 
 @dg.schedule(
     name="usersnap_late_arrivals_schedule",
-    job_name=JOB_NAME,
+    job=feedback_import_job,
     cron_schedule=CRON,
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
@@ -58,12 +58,12 @@ def usersnap_late_arrivals_schedule(
 ) -> dg.RunRequest | dg.SkipReason:
     moment = context.scheduled_execution_time or datetime.now(UTC)
     today = moment.astimezone(UTC).date()
-    first = max(today - timedelta(days=LATE_ARRIVAL_DAYS - 1), partitions_start(today))
+    first = max(today - timedelta(days=LATE_ARRIVAL_DAYS - 1), PARTITIONS_START)
     source_ids = connected_source_ids(duckdb.database)
     if source_ids == []:
         return dg.SkipReason("No connected source: nothing to re-import.")
     return dg.RunRequest(
         run_key=f"usersnap-late-arrivals:{partition_key(today)}",
-        run_config=import_config(source_ids or [], only_missing=False),
+        run_config=import_config(source_ids, only_missing=False),
         tags={**range_tags(first, today), TRIGGER_TAG: "schedule-late-arrivals"},
     )

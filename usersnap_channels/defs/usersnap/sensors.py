@@ -32,16 +32,16 @@ import dagster as dg
 import duckdb as ddb
 from dagster_duckdb import DuckDBResource
 
+from usersnap_channels.defs.jobs import TRIGGER_TAG, feedback_import_job, import_config, range_tags
 from usersnap_channels.defs.resources import UsersnapResource
-from usersnap_channels.defs.usersnap.assets import TRIGGER_TAG, import_config, range_tags
-from usersnap_channels.defs.usersnap.checks import CountTask, count_many, held_counts
-from usersnap_channels.ingest.importer import plan_units
-from usersnap_channels.partitions import day_bounds, partition_key, partitions_start
+from usersnap_channels.ingest.plan import plan_units, source_error
+from usersnap_channels.partitions import PARTITIONS_START, day_bounds, partition_key
 from usersnap_channels.usersnap.client import Credentials, RetryPolicy, UsersnapClient, read_credentials
+from usersnap_channels.usersnap.counts import CountTask, count_many
+from usersnap_channels.warehouse.connection import DatabaseBusy, open_database
+from usersnap_channels.warehouse.feedback import UnitKey, held_counts, synced_units
 from usersnap_channels.warehouse.registry import Source, list_sources, record_sync
-from usersnap_channels.warehouse.storage import lock_holder, synced_units
 
-JOB_NAME = "feedback_import_job"
 INTERVAL_ENV = "USERSNAP_SENSOR_INTERVAL_S"
 DEFAULT_INTERVAL_S = 180
 
@@ -65,7 +65,6 @@ SENSOR_TIMEOUT = (5.0, 15.0)
 
 _FINISHED = frozenset({dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED})
 
-Unit = tuple[str, str, date]
 
 
 def sensor_interval_s() -> int:
@@ -81,35 +80,17 @@ def sensor_interval_s() -> int:
 # -- reading DuckDB without getting in an import's way -----------------------------------------------
 
 
-class DatabaseBusy(Exception):
-    """Another process (a running import) holds the DuckDB file."""
-
-
-def open_read_only(path: str, *, wait_s: float = DB_WAIT_S, read_only: bool = True) -> ddb.DuckDBPyConnection:
-    """A connection to the file, waiting up to `wait_s` while another process writes it."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            return ddb.connect(path, read_only=read_only)
-        except (ddb.IOException, ddb.ConnectionException) as exc:
-            if lock_holder(exc) is None and "different configuration" not in str(exc).lower():
-                raise
-            if time.monotonic() >= deadline:
-                raise DatabaseBusy(f"the DuckDB file {path} is in use by another process (a running import)") from None
-            time.sleep(0.1)
-
-
 @dataclass
 class Snapshot:
     """What a tick needs from DuckDB, read in one go."""
 
     sources: list[Source]
-    synced: set[Unit]
-    held: dict[Unit, tuple[int, int]]
+    synced: set[UnitKey]
+    held: dict[UnitKey, tuple[int, int]]
 
 
 def read_snapshot(path: str, first: date, last: date) -> Snapshot:
-    con = open_read_only(path)
+    con = open_database(path, read_only=True, wait_s=DB_WAIT_S)
     try:
         try:
             sources = list_sources(con, connected_only=True)
@@ -129,7 +110,7 @@ def record_source_errors(path: str, errors: dict[str, str], context_log: Any) ->
     if not errors:
         return
     try:
-        con = open_read_only(path, read_only=False)
+        con = open_database(path, wait_s=DB_WAIT_S)
     except DatabaseBusy as exc:
         context_log.warning(f"Could not record {len(errors)} source error(s) now ({exc}); will retry next tick")
         return
@@ -233,11 +214,11 @@ def _credentials(source: Source) -> Credentials:
     return read_credentials(source.jwt_id_env, source.jwt_secret_env, where=" where the Dagster daemon runs")
 
 
-def _sensor_client_factory(usersnap: UsersnapResource):
+def _sensor_client_factory(usersnap: UsersnapResource, by_id: dict[str, Source]):
     """Clients with the sensor's short timeouts and retries (a tick must stay well under a minute)."""
 
-    def factory(source: Source) -> UsersnapClient:
-        credentials = _credentials(source)
+    def factory(source_id: str) -> UsersnapClient:
+        credentials = _credentials(by_id[source_id])
         return UsersnapClient(usersnap.resolved_base_url(), credentials, timeout=SENSOR_TIMEOUT, retry=SENSOR_RETRY)
 
     return factory
@@ -281,7 +262,7 @@ def evaluate_tick(
 
     # 1. Backfills: every day of a source's window up to the day before yesterday imported at least once.
     busy_sources: set[str] = set()
-    floor = partitions_start(today)
+    floor = PARTITIONS_START
     for source in snap.sources:
         scope = f"backfill|{source.source_id}"
         entry = cursor.requests.get(scope)
@@ -324,8 +305,8 @@ def evaluate_tick(
     by_id = {s.source_id: s for s in snap.sources}
     window_start, window_end = day_bounds(yesterday)[0], day_bounds(today)[1]
     totals = [CountTask(s.source_id, p.project_id, window_start, window_end) for s in polled for p in s.projects]
-    factory = _sensor_client_factory(usersnap)
-    first_pass = count_many(totals, by_id, factory)
+    factory = _sensor_client_factory(usersnap, by_id)
+    first_pass = count_many(totals, factory)
     report.projects_polled = len(totals)
     report.requests += first_pass.requests
 
@@ -350,20 +331,20 @@ def evaluate_tick(
         for i in differing
         if new_cursor.counts[f"{totals[i].source_id}|{totals[i].project_id}"]["today"] is None
     ]
-    second_pass = count_many(splits, by_id, factory)
+    second_pass = count_many(splits, factory)
     report.requests += second_pass.requests
     for index, task in enumerate(splits):
         if index in second_pass.counts:
             new_cursor.counts[f"{task.source_id}|{task.project_id}"]["today"] = second_pass.counts[index]
 
-    wanted: list[tuple[Unit, int, int]] = []  # (unit, Usersnap count, attempt)
+    wanted: list[tuple[UnitKey, int, int]] = []  # (unit, Usersnap count, attempt)
     for index, total in differing.items():
         task = totals[index]
         today_count = new_cursor.counts[f"{task.source_id}|{task.project_id}"]["today"]
         if today_count is None:  # the second call failed: try again next tick
             continue
         for day, count in ((yesterday, total - today_count), (today, today_count)):
-            unit = (task.source_id, task.project_id, day)
+            unit = UnitKey(task.source_id, task.project_id, day)
             if count == sum(snap.held.get(unit, (0, 0))):
                 continue
             report.differing_units += 1
@@ -406,9 +387,11 @@ def evaluate_tick(
         )
 
     # 4. Sources whose key failed: logged, recorded for `status`, skipped.
-    for message in first_pass.task_errors.values():
-        context.log.warning(f"Could not poll {message}")
-    errors = {**first_pass.source_errors, **second_pass.source_errors}
+    for index, exc in first_pass.task_errors.items():
+        task = totals[index]
+        context.log.warning(f"Could not poll {source_error(by_id[task.source_id], exc, task.project_id)}")
+    failed = {**first_pass.source_errors, **second_pass.source_errors}
+    errors = {sid: source_error(by_id[sid], exc) for sid, exc in failed.items()}
     for message in errors.values():
         context.log.warning(message)
     report.source_errors = errors
@@ -433,7 +416,7 @@ def evaluate_tick(
 
 @dg.sensor(
     name="usersnap_sync_sensor",
-    job_name=JOB_NAME,
+    job=feedback_import_job,
     minimum_interval_seconds=sensor_interval_s(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Keeps every connected Usersnap source in sync: backfills new sources' windows, and re-imports "
