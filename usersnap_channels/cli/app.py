@@ -82,7 +82,7 @@ def _db(read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         raise UsageProblem(f"No channels database at {path} yet: run `usersnap-channels connect` first.")
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        con = open_database(str(path), read_only=read_only, wait_s=_lock_timeout_s())
+        con = open_database(str(path), read_only=read_only, wait_s=settings.load().lock_timeout_s)
     except DatabaseBusy as exc:
         raise UsageProblem(
             f"The DuckDB file {path} is locked by another program{exc.holder} (a running sync, or a "
@@ -108,18 +108,6 @@ def _db(read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         yield con
     finally:
         con.close()
-
-
-def _lock_timeout_s() -> float:
-    """How long to wait for another program's lock on the DuckDB file ($USERSNAP_CHANNELS_LOCK_TIMEOUT_S)."""
-    raw = os.environ.get("USERSNAP_CHANNELS_LOCK_TIMEOUT_S") or "30"
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < float("inf"):
-        raise UsageProblem(f"USERSNAP_CHANNELS_LOCK_TIMEOUT_S must be a number of seconds >= 0, not {raw!r}.")
-    return value
 
 
 def _client(jwt_id_env: str, jwt_secret_env: str) -> UsersnapClient:

@@ -60,9 +60,10 @@ class UsersnapResource(dg.ConfigurableResource):
 
 def channels_duckdb(database: str | None = None) -> DuckDBResource:
     """The channels DuckDB file ($USERSNAP_CHANNELS_DB, default data/channels.duckdb)."""
-    path = database or str(settings.db_path())
+    config = settings.load()
+    path = database or str(config.db)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     # DuckDB sizes its buffer pool to 80 % of RAM by default and keeps what it touched while writing; our
     # writes are small batches of whole units, so a tight cap costs nothing and keeps a big import's peak
     # memory ~100 MB lower (it spills to disk if a query ever needs more).
-    return DuckDBResource(database=path, connection_config={"memory_limit": settings.duckdb_memory_limit()})
+    return DuckDBResource(database=path, connection_config={"memory_limit": config.duckdb_memory_limit})

@@ -21,8 +21,8 @@ from typing import Any
 
 import duckdb
 
-from usersnap_channels.ingest.plan import authorization_error
-from usersnap_channels.ingest.workers import UnitJob, close_clients, exit_with_parent, fetch_units
+from usersnap_channels.ingest.plan import source_error
+from usersnap_channels.ingest.workers import UnitJob, UnitResult, close_clients, exit_with_parent, fetch_units
 from usersnap_channels.usersnap.client import ClientSpec, InvalidCredentials, MissingCredentials
 from usersnap_channels.warehouse.feedback import ArrowBatch, Unit, WriteResult
 from usersnap_channels.warehouse.registry import Source, record_sync
@@ -110,86 +110,117 @@ def import_units(
     `processes` forces either. At the end each source's `last_synced_at` / `last_error` is recorded.
     """
     by_id = {s.source_id: s for s in sources}
-    specs = {source_id: client_spec(source) for source_id, source in by_id.items()}
-    report = ImportReport(units_planned=len(units))
-    progress = ImportProgress(units_total=len(units))
-    failed_sources: dict[str, str] = {}
-    fetched_at = datetime.now(UTC)
     use_processes = len(units) >= PROCESS_POOL_MIN_UNITS if processes is None else processes
-    workers = max(1, workers)
-    if use_processes:
-        workers = min(workers, os.cpu_count() or 1)
-        pool: Executor = ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=exit_with_parent,
-            initargs=(os.getpid(),),
-        )
-    else:
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="usersnap")
-    batch = ArrowBatch()
-    writer = _Writer(connection, report)
+    workers = min(max(1, workers), os.cpu_count() or 1) if use_processes else max(1, workers)
+    run = _ImportRun(units, by_id, connection, flush_items)
+    plan = _JobPlan(units, {sid: client_spec(s) for sid, s in by_id.items()}, run, workers, run_id)
+    pool = _pool(use_processes, workers)
+    try:
+        for job, outcome in _bounded_map(pool, fetch_units, plan.jobs(), in_flight=workers * 2):
+            if isinstance(outcome, BaseException):
+                raise outcome  # a bug, not a Usersnap failure: those come back per unit
+            run.take(job, outcome)
+        run.flush()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        run.writer.close()
+        if not use_processes:
+            close_clients()
+    return run.finish()
 
-    def flush() -> None:
-        nonlocal batch
-        if batch.units:
-            writer.submit(batch)
-        batch = ArrowBatch()
 
-    chunk = _chunk_size(len(units), workers)
+def _pool(use_processes: bool, workers: int) -> Executor:
+    """Spawned worker processes (they exit with this process), or threads for small imports."""
+    if not use_processes:
+        return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="usersnap")
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=exit_with_parent,
+        initargs=(os.getpid(),),
+    )
 
-    def jobs() -> Iterator[UnitJob]:
+
+class _ImportRun:
+    """What an import has gathered so far: the report, the batch being filled, the progress."""
+
+    def __init__(
+        self, units: list[Unit], by_id: dict[str, Source], connection: ConnectionFactory, flush_items: int
+    ) -> None:
+        self.units = units
+        self.by_id = by_id
+        self.connection = connection
+        self.flush_items = flush_items
+        self.report = ImportReport(units_planned=len(units))
+        self.progress = ImportProgress(units_total=len(units))
+        self.failed_sources: dict[str, str] = {}
+        self.batch = ArrowBatch()
+        self.writer = _Writer(connection, self.report)
+
+    def take(self, job: UnitJob, outcome: UnitResult) -> None:
+        """Record a worker's result: failures per unit (or per source), whole units into the batch."""
+        for unit, error in outcome.failed:
+            self._fail(unit, error)
+        items = sum(counts.items for _, counts in outcome.done)
+        for unit, counts in outcome.done:
+            self.report.per_source[unit.source_id] = self.report.per_source.get(unit.source_id, 0) + counts.items
+        self.report.items += items
+        self.report.requests += outcome.requests
+        if outcome.done:
+            self.batch.add([unit for unit, _ in outcome.done], outcome.tables, items)
+            if self.batch.items >= self.flush_items:
+                self.flush()
+        self.progress.units_done += len(job.units)
+        self.progress.items = self.report.items
+        for listener in list(_progress_listeners):
+            listener(self.progress)
+
+    def _fail(self, unit: Unit, error: BaseException) -> None:
+        source = self.by_id[unit.source_id]
+        if isinstance(error, InvalidCredentials | MissingCredentials):
+            self.failed_sources.setdefault(unit.source_id, source_error(source, error))
+            return
+        where = f"{source.label}, project '{unit.project_name}', day {unit.day.isoformat()}"
+        self.report.unit_errors.append((unit.source_id, f"{where}: {error}"))
+
+    def flush(self) -> None:
+        if self.batch.units:
+            self.writer.submit(self.batch)
+        self.batch = ArrowBatch()
+
+    def finish(self) -> ImportReport:
+        self.progress.units_done = self.progress.units_total  # units skipped after a refused key count as done
+        self.report.source_errors = self.failed_sources
+        _record_statuses(self.connection, self.report, self.units)
+        return self.report
+
+
+@dataclass
+class _JobPlan:
+    """Hands units to workers in chunks of one source, skipping a source once its key was refused."""
+
+    units: list[Unit]
+    specs: dict[str, ClientSpec]
+    run: _ImportRun
+    workers: int
+    run_id: str | None
+    fetched_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def jobs(self) -> Iterator[UnitJob]:
+        chunk = _chunk_size(len(self.units), self.workers)
         pending: list[Unit] = []
-        for unit in units:
-            if unit.source_id in failed_sources:  # a refused key: skip the source's remaining units
+        for unit in self.units:
+            if unit.source_id in self.run.failed_sources:
                 continue
             if pending and (len(pending) >= chunk or pending[0].source_id != unit.source_id):
-                yield UnitJob(tuple(pending), specs[pending[0].source_id], fetched_at, run_id)
+                yield self._job(pending)
                 pending = []
             pending.append(unit)
         if pending:
-            yield UnitJob(tuple(pending), specs[pending[0].source_id], fetched_at, run_id)
+            yield self._job(pending)
 
-    try:
-        for job, outcome in _bounded_map(pool, fetch_units, jobs(), in_flight=workers * 2):
-            if isinstance(outcome, BaseException):
-                raise outcome  # a bug, not a Usersnap failure: those come back per unit
-            for unit, error in outcome.failed:
-                source = by_id[unit.source_id]
-                if isinstance(error, InvalidCredentials):
-                    failed_sources.setdefault(unit.source_id, authorization_error(source, error))
-                elif isinstance(error, MissingCredentials):
-                    failed_sources.setdefault(unit.source_id, f"Cannot sync {source.label}: {error}")
-                else:
-                    report.unit_errors.append(
-                        (
-                            unit.source_id,
-                            f"{source.label}, project '{unit.project_name}', day {unit.day.isoformat()}: {error}",
-                        )
-                    )
-            items = sum(counts.items for _, counts in outcome.done)
-            for unit, counts in outcome.done:
-                report.per_source[unit.source_id] = report.per_source.get(unit.source_id, 0) + counts.items
-            report.items += items
-            report.requests += outcome.requests
-            if outcome.done:
-                batch.add([unit for unit, _ in outcome.done], outcome.tables, items)
-                if batch.items >= flush_items:
-                    flush()
-            progress.units_done += len(job.units)
-            progress.items = report.items
-            for listener in list(_progress_listeners):
-                listener(progress)
-        flush()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        writer.close()
-        if not use_processes:
-            close_clients()
-    progress.units_done = progress.units_total  # units skipped after a refused key count as done
-    report.source_errors = failed_sources
-    _record_statuses(connection, report, units)
-    return report
+    def _job(self, units: list[Unit]) -> UnitJob:
+        return UnitJob(tuple(units), self.specs[units[0].source_id], self.fetched_at, self.run_id)
 
 
 class _Writer:
