@@ -89,7 +89,8 @@ _FEEDBACK_DESCRIPTIONS = {
     "(table `raw_feedback`).",
     "data_points": "One data point per feedback item (table `data_points`), with its conversation turns "
     "(`data_point_turns`), filterable fields (`data_point_fields`) and the items that could not be mapped "
-    "(`rejected_items`), all written in the same transaction as the raw items.",
+    "(`rejected_items`), all written in the same transaction as the raw items. A day before every source's "
+    "backfill window shows as Missing but is not applicable: nothing is imported for it.",
 }
 _FEEDBACK_DEPS = {"raw_feedback": ["usersnap_projects"], "data_points": ["raw_feedback"]}
 _SATELLITES = ("data_point_turns", "data_point_fields", "rejected_items")
