@@ -155,8 +155,6 @@ def synced_units(con: duckdb.DuckDBPyConnection, source_ids: Iterable[str]) -> s
     return {UnitKey(r[0], r[1], r[2]) for r in rows}
 
 
-
-
 def held_counts(
     con: duckdb.DuckDBPyConnection, first: date, last: date, *, submitted_before: datetime | None = None
 ) -> dict[UnitKey, tuple[int, int]]:

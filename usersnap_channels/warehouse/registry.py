@@ -184,9 +184,9 @@ def delete_source(con: duckdb.DuckDBPyConnection, source: Source) -> dict[str, i
 
 
 def _optional_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Tables added by later stages (themes) that also hold per-source rows, when they exist."""
+    """The themes' per-source rows (a source's embeddings and assignments go with it)."""
     names = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-    return [t for t in ("data_point_themes",) if t in names]
+    return [t for t in ("data_point_themes", "data_point_embeddings") if t in names]
 
 
 def data_point_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:

@@ -14,6 +14,9 @@ import pyarrow as pa
 if TYPE_CHECKING:  # fetch workers import this module without paying for Dagster
     import dagster as dg
 
+#: Dimensions of the stored text embeddings (all-MiniLM-L6-v2).
+EMBEDDING_DIM = 384
+
 
 @dataclass(frozen=True)
 class Column:
@@ -67,9 +70,14 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "DOUBLE": pa.float64(),
     "BOOLEAN": pa.bool_(),
     "VARCHAR[]": pa.list_(pa.string()),
+    "BIGINT[]": pa.list_(pa.int64()),
+    "FLOAT": pa.float32(),
+    f"FLOAT[{EMBEDDING_DIM}]": pa.list_(pa.float32(), EMBEDDING_DIM),
 }
 
 C = Column
+_CHANNEL = C("channel_name", "VARCHAR", "The channel.", False)
+_THEME_ID = C("theme_id", "BIGINT", "Stable id of the theme: kept across recomputes while the theme exists.", False)
 _SOURCE_ID = C("source_id", "VARCHAR", "The source (Usersnap connection) the row belongs to; see `sources`.", False)
 _FEEDBACK_ID = C("feedback_id", "VARCHAR", "Usersnap's id of the feedback item (a UUID).", False)
 _PROJECT_ID = C("project_id", "VARCHAR", "Usersnap project id (a UUID).", False)
@@ -211,6 +219,109 @@ TABLES: dict[str, Table] = {
                 C("reason", "VARCHAR", "Why it could not be mapped.", False),
                 C("payload", "VARCHAR", "The item's JSON, never-imported fields removed.", False),
                 C("seen_at", "TIMESTAMPTZ", "When it was fetched.", False),
+            ),
+        ),
+        Table(
+            "data_point_embeddings",
+            "embedded data point text and model",
+            "Each data point's text embedded once per model, keyed by a hash of the text: re-imports and "
+            "re-theming never embed an unchanged text again, a model change embeds anew. Empty texts are not "
+            "embedded. Semantic search in SQL: `array_cosine_similarity(vector, ?::FLOAT[384])`.",
+            (
+                _SOURCE_ID,
+                _FEEDBACK_ID,
+                C("model", "VARCHAR", "The embedding model (name and pinned file hash prefix).", False),
+                C("text_sha256", "VARCHAR", "sha256 of the embedded `data_points.text` (UTF-8).", False),
+                C("vector", f"FLOAT[{EMBEDDING_DIM}]", "Unit-length sentence embedding of the text.", False),
+                C("embedded_at", "TIMESTAMPTZ", "When the text was embedded.", False),
+            ),
+        ),
+        Table(
+            "themes",
+            "theme of a channel (retired themes kept)",
+            "What a channel's data points are about, found offline from their embeddings; ids are stable across "
+            "recomputes. Retired themes stay (status `retired`) so old trend lines keep their names.",
+            (
+                _CHANNEL,
+                _THEME_ID,
+                C("label", "VARCHAR", "Short human-readable name: a person's rename if any, else `auto_label`.", False),
+                C("auto_label", "VARCHAR", "The label made from the top keywords at the last recompute.", False),
+                C("keywords", "VARCHAR[]", "Class-based TF-IDF keywords of the theme's texts, best first.", False),
+                C("size", "INTEGER", "Data points in the theme now.", False),
+                C("first_seen", "TIMESTAMPTZ", "Earliest `submitted_at` of its data points."),
+                C("last_seen", "TIMESTAMPTZ", "Latest `submitted_at` of its data points."),
+                C("status", "VARCHAR", "`active`, or `retired` (merged away or gone at a recompute).", False),
+                C("centroid", f"FLOAT[{EMBEDDING_DIM}]", "Unit mean embedding of its members (for assignment)."),
+                C("created_at", "TIMESTAMPTZ", "When the theme was first found.", False),
+                C("updated_at", "TIMESTAMPTZ", "When the theme's row last changed.", False),
+            ),
+        ),
+        Table(
+            "data_point_themes",
+            "themed data point",
+            "Which theme each data point belongs to: exactly one row per themed data point; a data point that "
+            "fits no theme well has no row (it counts as unassigned).",
+            (
+                _SOURCE_ID,
+                _FEEDBACK_ID,
+                _THEME_ID,
+                C("score", "FLOAT", "Cosine similarity of the data point's embedding to the theme's centroid.", False),
+                C("method", "VARCHAR", "`recompute` (full theming) or `nearest` (assigned on import).", False),
+                C("assigned_at", "TIMESTAMPTZ", "When it was assigned.", False),
+            ),
+        ),
+        Table(
+            "theme_trends",
+            "channel, theme and UTC day with data points",
+            "Data points per theme and UTC day of `submitted_at`: exactly the themed data points of that day.",
+            (
+                _CHANNEL,
+                _THEME_ID,
+                C("day", "DATE", "UTC day of the data points' `submitted_at`.", False),
+                C("data_points", "INTEGER", "Data points of the theme submitted that day.", False),
+            ),
+        ),
+        Table(
+            "theme_labels",
+            "renamed theme",
+            "Names people gave themes (`usersnap-channels themes rename`); they survive every recompute.",
+            (
+                _CHANNEL,
+                _THEME_ID,
+                C("label", "VARCHAR", "The name given.", False),
+                C("renamed_at", "TIMESTAMPTZ", "When.", False),
+            ),
+        ),
+        Table(
+            "theme_events",
+            "change to a theme at a recompute",
+            "How themes changed at each recompute, so trend lines can be followed across them: `new`, `continued`, "
+            "`merged` (other themes absorbed into this one), `split` (a new theme carved out of `related`), "
+            "`retired` (gone; `related` holds the theme that took most of its data points, if any).",
+            (
+                _CHANNEL,
+                C("recompute_id", "BIGINT", "The recompute (see `theme_recomputes`).", False),
+                _THEME_ID,
+                C("event", "VARCHAR", "`new`, `continued`, `merged`, `split` or `retired`.", False),
+                C("related", "BIGINT[]", "The other themes involved (absorbed, split from, merged into).", False),
+                C("data_points", "INTEGER", "The theme's size after the recompute (0 when retired).", False),
+                C("computed_at", "TIMESTAMPTZ", "When the recompute ran.", False),
+            ),
+        ),
+        Table(
+            "theme_recomputes",
+            "full recompute of a channel's themes",
+            "Every full recompute: why it ran and what it found (the drift rule compares against the last one).",
+            (
+                _CHANNEL,
+                C("recompute_id", "BIGINT", "Increasing id of the recompute.", False),
+                C("reason", "VARCHAR", "`first`, `drift-unassigned`, `drift-growth`, `schedule` or `manual`.", False),
+                C("model", "VARCHAR", "The embedding model.", False),
+                C("data_points", "INTEGER", "Embedded data points of the channel at the time.", False),
+                C("themes", "INTEGER", "Active themes after it.", False),
+                C("unassigned", "INTEGER", "Embedded data points left without a theme.", False),
+                C("seconds", "DOUBLE", "Wall time of the recompute.", False),
+                C("computed_at", "TIMESTAMPTZ", "When it ran.", False),
             ),
         ),
         Table(
