@@ -10,10 +10,39 @@ import scipy.sparse as sp
 #: Fragments the default tokenizer leaves of English contractions ("hasn't" -> "hasn"), and filler words
 #: of feedback that name no topic: neither makes a useful keyword.
 EXTRA_STOP_WORDS = frozenset(
-    (
-        "aren couldn didn doesn don hadn hasn haven isn ll mustn shouldn ve wasn weren won wouldn "
-        "know want need make like just ok okay hi hello thanks thank please really"
-    ).split()
+    [
+        "aren",
+        "couldn",
+        "didn",
+        "doesn",
+        "don",
+        "hadn",
+        "hasn",
+        "haven",
+        "isn",
+        "ll",
+        "mustn",
+        "shouldn",
+        "ve",
+        "wasn",
+        "weren",
+        "won",
+        "wouldn",
+        "know",
+        "want",
+        "need",
+        "make",
+        "like",
+        "just",
+        "ok",
+        "okay",
+        "hi",
+        "hello",
+        "thanks",
+        "thank",
+        "please",
+        "really",
+    ]
 )
 
 
