@@ -6,6 +6,9 @@ import dagster as dg
 
 from usersnap_channels.defs.jobs import JOBS
 from usersnap_channels.defs.resources import UsersnapResource, channels_duckdb
+from usersnap_channels.defs.themes.assets import THEME_ASSETS
+from usersnap_channels.defs.themes.checks import theme_trends_sum_to_themed_data_points
+from usersnap_channels.defs.themes.schedules import themes_recompute_schedule
 from usersnap_channels.defs.usersnap.assets import usersnap_feedback, usersnap_projects
 from usersnap_channels.defs.usersnap.checks import data_points_match_usersnap_count
 from usersnap_channels.defs.usersnap.schedules import usersnap_late_arrivals_schedule
@@ -16,11 +19,11 @@ def build_definitions(*, database: str | None = None, base_url: str | None = Non
     """Definitions over one DuckDB file and one Usersnap API root (tests point these at temp files and
     the local dev server; unset, they come from $USERSNAP_CHANNELS_DB and $USERSNAP_BASE_URL)."""
     return dg.Definitions(
-        assets=[usersnap_projects, usersnap_feedback],
-        asset_checks=[data_points_match_usersnap_count],
+        assets=[usersnap_projects, usersnap_feedback, *THEME_ASSETS],
+        asset_checks=[data_points_match_usersnap_count, theme_trends_sum_to_themed_data_points],
         jobs=JOBS,
         sensors=[usersnap_sync_sensor],
-        schedules=[usersnap_late_arrivals_schedule],
+        schedules=[usersnap_late_arrivals_schedule, themes_recompute_schedule],
         resources={
             "usersnap": UsersnapResource(base_url=base_url),
             "duckdb": channels_duckdb(database),

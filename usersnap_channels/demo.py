@@ -115,6 +115,8 @@ def main() -> None:
         _run(console, env, "sync")
         _run(console, env, "status")
         _show_query(console, env["USERSNAP_CHANNELS_DB"])
+        _run(console, env, "search", "the app crashes when I pay", "--limit", "5")
+        _run(console, env, "themes", "--channel", CHANNEL)
     console.print(
         "\n[bold]Open the result in the Dagster UI[/bold] (assets, partitions, runs of this demo):\n"
         f"  USERSNAP_CHANNELS_DB={DEMO_DIR}/channels.duckdb make dev     # then browse http://127.0.0.1:3000\n"

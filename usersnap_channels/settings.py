@@ -41,6 +41,11 @@ class Settings(BaseModel):
         allow_inf_nan=False,
         description="How long the CLI waits for a DuckDB file another program holds.",
     )
+    themes: bool = Field(
+        True,
+        alias="USERSNAP_CHANNELS_THEMES",
+        description="`off` skips embedding and theming (an import-only deployment; most import tests).",
+    )
     duckdb_memory_limit: str = Field(
         "64MB",
         alias="USERSNAP_CHANNELS_DUCKDB_MEMORY_LIMIT",
@@ -52,6 +57,7 @@ class Settings(BaseModel):
 _EXPECTED = {
     "USERSNAP_SENSOR_INTERVAL_S": "a whole number of seconds > 0",
     "USERSNAP_CHANNELS_LOCK_TIMEOUT_S": "a number of seconds >= 0",
+    "USERSNAP_CHANNELS_THEMES": "on or off",
 }
 
 

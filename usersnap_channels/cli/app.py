@@ -5,27 +5,27 @@ Exit codes: 0 success, 1 a run or sync failed, 2 bad usage or rejected credentia
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 import duckdb
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from usersnap_channels import settings
+from usersnap_channels.cli.common import UsageProblem, dagster_home
+from usersnap_channels.cli.common import db as _db
+from usersnap_channels.cli.common import err as _err
+from usersnap_channels.cli.common import out as _out
+from usersnap_channels.cli.themes import search, themes_app
 from usersnap_channels.defs.resources import MissingCredentials, UsersnapResource, read_credentials
 from usersnap_channels.ingest.rows import project_rows
 from usersnap_channels.partitions import BACKFILL_WINDOWS, utc_today, window_start
+from usersnap_channels.themes.embedding import ModelFilesError
 from usersnap_channels.usersnap.client import InvalidCredentials, UsersnapClient, UsersnapError, UsersnapUnreachable
-from usersnap_channels.warehouse.connection import DatabaseBusy, open_database
+from usersnap_channels.warehouse import themes as themes_store
 from usersnap_channels.warehouse.feedback import replace_usersnap_projects
 from usersnap_channels.warehouse.registry import (
     Project,
@@ -59,55 +59,7 @@ DELETE_QUESTION = (
 )
 
 
-class UsageProblem(Exception):
-    """Bad usage or configuration: printed without a traceback, exit code 2."""
-
-
-def _out() -> Console:
-    return Console(width=None if sys.stdout.isatty() else 160, soft_wrap=not sys.stdout.isatty(), highlight=False)
-
-
-def _err() -> Console:
-    return Console(stderr=True, width=None if sys.stderr.isatty() else 160, soft_wrap=True, highlight=False)
-
-
 # -- shared plumbing ------------------------------------------------------------------------------
-
-
-@contextmanager
-def _db(read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    """The channels DuckDB file, with clear messages for the usual ways opening it fails."""
-    path = settings.db_path()
-    if read_only and not path.exists():
-        raise UsageProblem(f"No channels database at {path} yet: run `usersnap-channels connect` first.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        con = open_database(str(path), read_only=read_only, wait_s=settings.load().lock_timeout_s)
-    except DatabaseBusy as exc:
-        raise UsageProblem(
-            f"The DuckDB file {path} is locked by another program{exc.holder} (a running sync, or a "
-            "tool such as the DuckDB CLI holding it open). Close that program or wait for it, then retry."
-        ) from None
-    except duckdb.IOException as exc:
-        raise UsageProblem(
-            f"Cannot open the DuckDB file {path}: {exc}. Point USERSNAP_CHANNELS_DB at another file, or move "
-            "this one away to start afresh."
-        ) from None
-    except duckdb.Error as exc:
-        raise UsageProblem(
-            f"{path} is not a usable DuckDB database ({type(exc).__name__}: {exc}). Point USERSNAP_CHANNELS_DB "
-            "at another file, or move this one away to start afresh."
-        ) from None
-    if read_only and not con.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = 'sources'").fetchone():
-        con.close()
-        raise UsageProblem(
-            f"{path} is a DuckDB database but not a channels database (it has no `sources` table). Point "
-            "USERSNAP_CHANNELS_DB at the channels database, or run `usersnap-channels connect` to start one."
-        )
-    try:
-        yield con
-    finally:
-        con.close()
 
 
 def _client(jwt_id_env: str, jwt_secret_env: str) -> UsersnapClient:
@@ -129,32 +81,6 @@ def _confirm(question: str, assume_yes: bool) -> bool:
     sys.stdout.flush()
     answer = sys.stdin.readline()
     return answer.strip().lower() in ("y", "yes")
-
-
-def dagster_home() -> Path:
-    """$DAGSTER_HOME, or the project's local instance folder `.dagster_home` (created with the project's
-    dagster.yaml) next to workspace.yaml, searching up from the working directory."""
-    if os.environ.get("DAGSTER_HOME"):
-        home = Path(os.environ["DAGSTER_HOME"])
-        if not home.is_dir():
-            raise UsageProblem(
-                f"DAGSTER_HOME is {str(home)!r}, which is not an existing folder: create it (with a dagster.yaml, "
-                "e.g. a copy of the project's) or unset DAGSTER_HOME to use the project's .dagster_home."
-            )
-        return home
-    root = next(
-        (p for p in (Path.cwd(), *Path.cwd().parents) if (p / "workspace.yaml").exists()),
-        Path.cwd(),
-    )
-    home = root / ".dagster_home"
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        template = root / "dagster.yaml"
-        if template.exists():
-            shutil.copyfile(template, home / "dagster.yaml")
-        else:
-            (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    return home
 
 
 # -- commands -------------------------------------------------------------------------------------
@@ -442,10 +368,16 @@ def delete(channel: ChannelOpt, source: SourceOpt, yes: YesOpt = False) -> None:
         return
     with _db() as con:
         deleted = delete_source(con, existing)
+        themes_store.refresh_theme_stats(con, channel)  # its data points leave their themes and trends
+        themes_store.refresh_trends(con, channel)
     _out().print(
         f"Deleted '{source}' from '{channel}': {deleted.get('data_points', 0)} data point(s) and "
         f"{deleted.get('raw_feedback', 0)} raw item(s) removed."
     )
+
+
+app.add_typer(themes_app, name="themes")
+app.command()(search)
 
 
 @app.command("dev-server")
@@ -478,6 +410,9 @@ def main() -> None:
         sys.exit(1)
     except InvalidCredentials as exc:
         _err().print(str(exc), highlight=False, markup=False)
+        sys.exit(2)
+    except ModelFilesError as exc:
+        _err().print(f"Error: the embedding model cannot be loaded. {exc}", highlight=False, markup=False)
         sys.exit(2)
     except (UsageProblem, RegistryError, MissingCredentials, ValueError) as exc:
         _err().print(f"Error: {exc}", highlight=False, markup=False)

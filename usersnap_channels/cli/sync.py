@@ -19,10 +19,19 @@ import dagster as dg
 from usersnap_channels import settings
 from usersnap_channels.definitions import build_definitions
 from usersnap_channels.defs.compat import free_pool_slots
-from usersnap_channels.defs.jobs import TRIGGER_TAG, import_config, range_tags, usersnap_sync_job
+from usersnap_channels.defs.jobs import (
+    TRIGGER_TAG,
+    import_config,
+    range_tags,
+    themes_job,
+    themes_run_config,
+    usersnap_sync_job,
+)
 from usersnap_channels.ingest.importer import ImportProgress, add_progress_listener, remove_progress_listener
 from usersnap_channels.ingest.plan import plan_units
 from usersnap_channels.partitions import PARTITIONS_START, utc_today
+from usersnap_channels.themes.service import add_progress_listener as add_themes_listener
+from usersnap_channels.themes.service import remove_progress_listener as remove_themes_listener
 from usersnap_channels.warehouse.connection import open_database
 from usersnap_channels.warehouse.feedback import synced_units
 from usersnap_channels.warehouse.registry import Source
@@ -189,3 +198,50 @@ class _Tracker:
         self.last = progress
         if self.bar is not None:
             self.bar.update(progress)
+
+
+def run_themes(*, instance_home: Path, channel: str | None, show_progress: bool, database: str | None = None) -> str:
+    """One in-process run of `themes_job` with a full recompute (ids kept); returns its run id, raises
+    `ThemesFailed` with the run's error when it fails."""
+    os.environ["DAGSTER_HOME"] = str(instance_home)
+    defs = build_definitions(database=database or str(settings.db_path()))
+    status = _ThemesStatus() if show_progress else None
+    if status is not None:
+        add_themes_listener(status)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            result = defs.resolve_job_def(themes_job.name).execute_in_process(
+                instance=instance,
+                run_config=themes_run_config(recompute=True, reason="manual", channel=channel, loggers=QUIET_LOGGERS),
+                tags={TRIGGER_TAG: "cli-themes", PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()},
+                raise_on_error=False,
+            )
+    finally:
+        if status is not None:
+            remove_themes_listener(status)
+            status.close()
+    if not result.success:
+        failures = [e.message for e in result.all_events if e.is_step_failure and e.message]
+        raise ThemesFailed(f"The themes run {result.run_id} failed: {failures[0] if failures else 'see the UI'}")
+    return result.run_id
+
+
+class ThemesFailed(Exception):
+    """A themes run did not succeed (the message names the run)."""
+
+
+class _ThemesStatus:
+    """A rich progress display with the phase the themes run is in (same process)."""
+
+    def __init__(self) -> None:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+        self._task = self._progress.add_task("Themes: starting", total=None)
+        self._progress.start()
+
+    def __call__(self, message: str) -> None:
+        self._progress.update(self._task, description=f"Themes: {message}")
+
+    def close(self) -> None:
+        self._progress.stop()

@@ -19,9 +19,7 @@ except ImportError:  # pragma: no cover - a newer Dagster moved it: results stay
 TARGET_MATERIALIZATION_LINKS = _TargetData is not None
 
 
-def target_materialization(
-    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition: str
-) -> object | None:
+def target_materialization(instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition: str) -> object | None:
     """The latest materialization of `asset_key`'s partition, as a check evaluation's target: Dagster shows
     a per-partition result as current only while it points at that materialization."""
     if _TargetData is None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import dagster as dg
 
+from usersnap_channels.defs.themes.assets import ThemesConfig, data_point_themes, theme_trends, themes
 from usersnap_channels.defs.usersnap.assets import usersnap_feedback, usersnap_projects
 from usersnap_channels.defs.usersnap.config import IMPORT_STEP, FeedbackImportConfig
 from usersnap_channels.partitions import partition_key
@@ -21,18 +22,22 @@ TRIGGER_TAG = "usersnap_channels/trigger"
 
 #: Every asset of one feedback import, in one step (see `usersnap_feedback`), followed by the per-partition
 #: check `data_points_match_usersnap_count` (an asset selection includes the checks of its assets).
+#: The themes that follow an import run in the same run: one step per run for the imported days, plus the
+#: channel-wide `themes` and `theme_trends` (cheap unless a recompute is due).
+FOLLOW_UPS = (data_point_themes, themes, theme_trends)
 feedback_import_job = dg.define_asset_job(
     "feedback_import_job",
-    selection=dg.AssetSelection.assets(usersnap_feedback),
-    description="Import the selected days of feedback of every connected source, then compare each day with "
-    "Usersnap's count.",
+    selection=dg.AssetSelection.assets(usersnap_feedback, *FOLLOW_UPS),
+    description="Import the selected days of feedback of every connected source, compare each day with "
+    "Usersnap's count, then embed and theme the new data points and update the trends.",
 )
 #: What `usersnap-channels sync` runs: the projects refresh and the import (and its check) in one run, so a
 #: sync pays Dagster's per-run cost once.
 usersnap_sync_job = dg.define_asset_job(
     "usersnap_sync_job",
-    selection=dg.AssetSelection.assets(usersnap_projects, usersnap_feedback),
-    description="Refresh the projects, then import the selected days of every connected source and check them.",
+    selection=dg.AssetSelection.assets(usersnap_projects, usersnap_feedback, *FOLLOW_UPS),
+    description="Refresh the projects, import the selected days of every connected source and check them, then "
+    "theme the new data points.",
 )
 projects_refresh_job = dg.define_asset_job(
     "projects_refresh_job",
@@ -40,7 +45,14 @@ projects_refresh_job = dg.define_asset_job(
     description="Refresh the list of Usersnap projects each connected key can see.",
 )
 
-JOBS = [feedback_import_job, usersnap_sync_job, projects_refresh_job]
+themes_job = dg.define_asset_job(
+    "themes_job",
+    selection=dg.AssetSelection.assets(themes, theme_trends),
+    description="Bring every channel's themes up to date (a full recompute with `recompute: true`) and rebuild "
+    "the trends.",
+)
+
+JOBS = [feedback_import_job, usersnap_sync_job, projects_refresh_job, themes_job]
 
 
 def range_tags(first: date, last: date) -> dict[str, str]:
@@ -54,3 +66,12 @@ def import_config(
     """Typed run config of the import step (see `FeedbackImportConfig` for the knobs)."""
     config = FeedbackImportConfig(source_ids=source_ids or [], **knobs)
     return dg.RunConfig(ops={IMPORT_STEP: config}, loggers=loggers)
+
+
+def themes_run_config(
+    *, recompute: bool, reason: str = "manual", channel: str | None = None, loggers: dict[str, Any] | None = None
+) -> dg.RunConfig:
+    """Typed run config of the `themes` step."""
+    return dg.RunConfig(
+        ops={"themes": ThemesConfig(recompute=recompute, reason=reason, channel=channel)}, loggers=loggers
+    )

@@ -145,8 +145,6 @@ def _unit_problem(dp: DataPoint, unit: Unit, seen: set[str]) -> str | None:
     return None
 
 
-
-
 def project_rows(source_id: str, projects: Sequence[dict[str, Any]], refreshed_at: datetime) -> pa.Table:
     """`usersnap_projects` rows for the projects one key can see (fields of the wrong type become NULL)."""
     return pa.table(

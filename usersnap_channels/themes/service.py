@@ -37,6 +37,25 @@ DRIFT_GROWTH = 0.20
 MIN_DATA_POINTS = 20
 
 
+ProgressListener = Callable[[str], None]
+_listeners: list[ProgressListener] = []
+
+
+def add_progress_listener(listener: ProgressListener) -> None:
+    """Let an in-process caller (the CLI's progress display) follow a themes run inside Dagster."""
+    _listeners.append(listener)
+
+
+def remove_progress_listener(listener: ProgressListener) -> None:
+    if listener in _listeners:
+        _listeners.remove(listener)
+
+
+def _progress(message: str) -> None:
+    for listener in list(_listeners):
+        listener(message)
+
+
 @dataclass
 class StepReport:
     """What one pass did (also the assets' metadata)."""
@@ -53,6 +72,7 @@ def embed_pending(connection: ConnectionFactory, report: StepReport, *, channel:
         pending = store.texts_to_embed(con, MODEL_NAME, channel=channel, days=days)
     if not pending:
         return 0
+    _progress(f"Embedding {len(pending)} text(s)")
     vectors, rss = run_isolated(embed_texts, [p.text for p in pending])
     report.worker_rss_mb = max(report.worker_rss_mb, rss)
     with connection() as con:
@@ -98,6 +118,7 @@ def recompute_channel(connection: ConnectionFactory, channel: str, reason: str, 
         )
     if len(job.keys) < MIN_DATA_POINTS:
         return 0
+    _progress(f"Finding the themes of {channel} in {len(job.keys)} data point(s)")
     outcome, rss = run_isolated(recompute_themes, job)
     report.worker_rss_mb = max(report.worker_rss_mb, rss)
     with connection() as con:

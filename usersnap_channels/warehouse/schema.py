@@ -341,7 +341,45 @@ TABLES: dict[str, Table] = {
     )
 }
 
-SCHEMA_SQL = "\n".join(t.ddl() for t in TABLES.values())
+#: Emerging themes: the last 7 UTC days against the 28 before, with at least this many data points lately.
+EMERGING_MIN_RECENT = 5
+#: ... and at least this multiple of their weekly average over the 4 weeks before (none before counts).
+EMERGING_MIN_RATIO = 2.0
+
+
+def growth_sql(today: str) -> str:
+    """Per active theme: data points in the last 7 UTC days up to `today` (an SQL date expression) and in the
+    28 days before; `growth` is the last 7 days against the weekly average of the 28 before, minus 1 (NULL
+    when there were none before); `emerging` marks a theme growing fast enough to show (module constants)."""
+    return f"""
+        WITH counts AS (
+            SELECT th.channel_name, th.theme_id, th.label, th.keywords, th.size, th.first_seen, th.last_seen,
+                   coalesce(sum(tr.data_points) FILTER (WHERE tr.day > ({today}) - 7 AND tr.day <= ({today})), 0)
+                       ::INTEGER AS last_7_days,
+                   coalesce(sum(tr.data_points)
+                       FILTER (WHERE tr.day > ({today}) - 35 AND tr.day <= ({today}) - 7), 0)::INTEGER
+                       AS previous_28_days
+            FROM themes th LEFT JOIN theme_trends tr USING (channel_name, theme_id)
+            WHERE th.status = 'active'
+            GROUP BY ALL
+        )
+        SELECT *,
+               CASE WHEN previous_28_days = 0 THEN NULL ELSE last_7_days / (previous_28_days / 4.0) - 1 END
+                   AS growth,
+               last_7_days >= {EMERGING_MIN_RECENT}
+                   AND last_7_days >= {EMERGING_MIN_RATIO} * previous_28_days / 4.0 AS emerging
+        FROM counts
+    """
+
+
+_UTC_TODAY = "(now() AT TIME ZONE 'UTC')::DATE"
+#: Views for analysts (created with the tables): growth and emerging themes as of the current UTC day.
+VIEWS: dict[str, str] = {"emerging_themes": growth_sql(_UTC_TODAY)}
+
+
+SCHEMA_SQL = "\n".join(
+    [*(t.ddl() for t in TABLES.values()), *(f"CREATE VIEW IF NOT EXISTS {n} AS {sql};" for n, sql in VIEWS.items())]
+)
 
 
 def markdown() -> str:

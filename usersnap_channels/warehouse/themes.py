@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 import duckdb
 import numpy as np
@@ -15,11 +15,6 @@ import pyarrow as pa
 
 from usersnap_channels.warehouse.connection import transaction
 from usersnap_channels.warehouse.schema import EMBEDDING_DIM, TABLES
-
-#: Emerging themes: the last 7 UTC days against the 28 before, with at least this many data points lately.
-EMERGING_MIN_RECENT = 5
-#: ... and at least this weekly rate against the 4 weeks before (a theme with none before is new).
-EMERGING_MIN_RATIO = 2.0
 
 _VECTOR = pa.list_(pa.float32(), EMBEDDING_DIM)
 
@@ -264,21 +259,6 @@ def rename_theme(con: duckdb.DuckDBPyConnection, channel: str, theme_id: int, la
         )
 
 
-def emerging_sql(today: date) -> tuple[str, list[object]]:
-    """Per theme: data points in the last 7 UTC days (today included) and in the 28 before, and growth =
-    the last 7 days' count against the weekly average of the 28 before, minus 1 (None when there were none)."""
-    last7_from, prev_from = today - timedelta(days=6), today - timedelta(days=34)
-    sql = """
-        SELECT th.channel_name, th.theme_id, th.label, th.size,
-               coalesce(sum(tr.data_points) FILTER (WHERE tr.day BETWEEN ? AND ?), 0)::INTEGER AS last_7_days,
-               coalesce(sum(tr.data_points) FILTER (WHERE tr.day BETWEEN ? AND ?), 0)::INTEGER AS previous_28_days
-        FROM themes th LEFT JOIN theme_trends tr USING (channel_name, theme_id)
-        WHERE th.status = 'active'
-        GROUP BY ALL
-    """
-    return sql, [last7_from, today, prev_from, last7_from - timedelta(days=1)]
-
-
 @dataclass(frozen=True)
 class ThemeRow:
     """One active theme as a recompute found it."""
@@ -443,4 +423,35 @@ def search(
         LIMIT ?
         """,
         [vector.tolist(), model, *params, limit],
+    ).fetchall()
+
+
+def themed_per_day(con: duckdb.DuckDBPyConnection, days: tuple[date, date]) -> dict[str, tuple[int, int, int]]:
+    """Per partition day (as its key): (themed data points, data points with text, embedded ones)."""
+    rows = con.execute(
+        """
+        SELECT d.partition_date::VARCHAR, count(t.theme_id), count(*), count(e.feedback_id)
+        FROM data_points d
+        LEFT JOIN data_point_themes t USING (source_id, feedback_id)
+        LEFT JOIN (SELECT DISTINCT source_id, feedback_id FROM data_point_embeddings) e USING (source_id, feedback_id)
+        WHERE d.partition_date BETWEEN ? AND ? AND trim(d.text) <> ''
+        GROUP BY ALL
+        """,
+        list(days),
+    ).fetchall()
+    return {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows}
+
+
+def trend_mismatches(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int, int, int]]:
+    """(channel, theme, trend total, themed data points) wherever the two differ."""
+    return con.execute(
+        """
+        WITH tr AS (SELECT channel_name, theme_id, sum(data_points)::BIGINT AS n FROM theme_trends GROUP BY ALL),
+             th AS (SELECT d.channel_name, t.theme_id, count(*) AS n
+                    FROM data_point_themes t JOIN data_points d USING (source_id, feedback_id) GROUP BY ALL)
+        SELECT coalesce(tr.channel_name, th.channel_name), coalesce(tr.theme_id, th.theme_id),
+               coalesce(tr.n, 0), coalesce(th.n, 0)
+        FROM tr FULL JOIN th ON tr.channel_name = th.channel_name AND tr.theme_id = th.theme_id
+        WHERE coalesce(tr.n, 0) <> coalesce(th.n, 0)
+        """
     ).fetchall()

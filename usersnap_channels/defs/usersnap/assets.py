@@ -3,12 +3,13 @@
 Thin Dagster wiring: what to fetch and how to write it lives in `ingest` and `storage`.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from usersnap_channels.defs.resources import UsersnapResource
+from usersnap_channels.defs.tables import DUCKDB_POOL, partition_days, table_metadata
 from usersnap_channels.defs.usersnap.config import FeedbackImportConfig
 from usersnap_channels.defs.usersnap.partitions import feedback_daily_partitions
 from usersnap_channels.ingest.importer import import_units
@@ -19,19 +20,8 @@ from usersnap_channels.usersnap.client import ClientSpec, InvalidCredentials, Us
 from usersnap_channels.warehouse.connection import ensure_schema
 from usersnap_channels.warehouse.feedback import replace_usersnap_projects, synced_units
 from usersnap_channels.warehouse.registry import Source, list_sources, record_sync
-from usersnap_channels.warehouse.schema import TABLES
 
 GROUP = "usersnap"
-#: Dagster concurrency pool of every step that writes DuckDB: one writer at a time (limit in dagster.yaml).
-DUCKDB_POOL = "duckdb"
-
-def _table_metadata(name: str) -> dict[str, object]:
-    table = TABLES[name]
-    return {
-        "dagster/column_schema": table.dagster_schema(),
-        "dagster/table_name": f"main.{name}",
-        "grain": f"one row per {table.grain}",
-    }
 
 
 @dg.asset(
@@ -39,7 +29,7 @@ def _table_metadata(name: str) -> dict[str, object]:
     kinds={"duckdb", "python"},
     pool=DUCKDB_POOL,
     description="The Usersnap projects each connected source's key can see (table `usersnap_projects`).",
-    metadata=_table_metadata("usersnap_projects"),
+    metadata=table_metadata("usersnap_projects"),
 )
 def usersnap_projects(
     context: dg.AssetExecutionContext, usersnap: UsersnapResource, duckdb: DuckDBResource
@@ -96,13 +86,6 @@ _FEEDBACK_DEPS = {"raw_feedback": ["usersnap_projects"], "data_points": ["raw_fe
 _SATELLITES = ("data_point_turns", "data_point_fields", "rejected_items")
 
 
-def _feedback_metadata(name: str) -> dict[str, object]:
-    metadata = _table_metadata(name)
-    if name == "data_points":
-        metadata["tables"] = ", ".join(("data_points", *_SATELLITES))
-    return metadata
-
-
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
@@ -111,7 +94,7 @@ def _feedback_metadata(name: str) -> dict[str, object]:
             kinds={"duckdb"},
             deps=_FEEDBACK_DEPS[name],
             description=_FEEDBACK_DESCRIPTIONS[name],
-            metadata=_feedback_metadata(name),
+            metadata=table_metadata(name, *(_SATELLITES if name == "data_points" else ())),
         )
         for name in FEEDBACK_ASSETS
     ],
@@ -129,9 +112,7 @@ def usersnap_feedback(
     """Fetch the selected UTC days of every connected source's projects and write raw items and data
     points, replacing each (source, project, day) in one DuckDB transaction. A range of days runs in one
     step (single-run backfill), so a 6-month backfill costs one Dagster run, not one per day."""
-    window = context.partition_time_window
-    first_day = window.start.astimezone(UTC).date()
-    last_day = (window.end.astimezone(UTC) - timedelta(microseconds=1)).date()
+    first_day, last_day = partition_days(context)
     with duckdb.get_connection() as con:
         ensure_schema(con)
         sources = [

@@ -66,7 +66,6 @@ SENSOR_TIMEOUT = (5.0, 15.0)
 _FINISHED = frozenset({dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED})
 
 
-
 def sensor_interval_s() -> int:
     """Seconds between ticks: $USERSNAP_SENSOR_INTERVAL_S (a positive integer), default 180."""
     raw = os.environ.get(INTERVAL_ENV, "").strip()

@@ -1,0 +1,90 @@
+"""What every command shares: the console, the DuckDB file with clear errors, the Dagster instance folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+from rich.console import Console
+
+from usersnap_channels import settings
+from usersnap_channels.warehouse.connection import DatabaseBusy, open_database
+
+
+class UsageProblem(Exception):
+    """Bad usage or configuration: printed without a traceback, exit code 2."""
+
+
+def out() -> Console:
+    return Console(width=None if sys.stdout.isatty() else 160, soft_wrap=not sys.stdout.isatty(), highlight=False)
+
+
+def err() -> Console:
+    return Console(stderr=True, width=None if sys.stderr.isatty() else 160, soft_wrap=True, highlight=False)
+
+
+@contextmanager
+def db(read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The channels DuckDB file, with clear messages for the usual ways opening it fails."""
+    path = settings.db_path()
+    if read_only and not path.exists():
+        raise UsageProblem(f"No channels database at {path} yet: run `usersnap-channels connect` first.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = open_database(str(path), read_only=read_only, wait_s=settings.load().lock_timeout_s)
+    except DatabaseBusy as exc:
+        raise UsageProblem(
+            f"The DuckDB file {path} is locked by another program{exc.holder} (a running sync, or a "
+            "tool such as the DuckDB CLI holding it open). Close that program or wait for it, then retry."
+        ) from None
+    except duckdb.IOException as exc:
+        raise UsageProblem(
+            f"Cannot open the DuckDB file {path}: {exc}. Point USERSNAP_CHANNELS_DB at another file, or move "
+            "this one away to start afresh."
+        ) from None
+    except duckdb.Error as exc:
+        raise UsageProblem(
+            f"{path} is not a usable DuckDB database ({type(exc).__name__}: {exc}). Point USERSNAP_CHANNELS_DB "
+            "at another file, or move this one away to start afresh."
+        ) from None
+    if read_only and not con.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = 'sources'").fetchone():
+        con.close()
+        raise UsageProblem(
+            f"{path} is a DuckDB database but not a channels database (it has no `sources` table). Point "
+            "USERSNAP_CHANNELS_DB at the channels database, or run `usersnap-channels connect` to start one."
+        )
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def dagster_home() -> Path:
+    """$DAGSTER_HOME, or the project's local instance folder `.dagster_home` (created with the project's
+    dagster.yaml) next to workspace.yaml, searching up from the working directory."""
+    if os.environ.get("DAGSTER_HOME"):
+        home = Path(os.environ["DAGSTER_HOME"])
+        if not home.is_dir():
+            raise UsageProblem(
+                f"DAGSTER_HOME is {str(home)!r}, which is not an existing folder: create it (with a dagster.yaml, "
+                "e.g. a copy of the project's) or unset DAGSTER_HOME to use the project's .dagster_home."
+            )
+        return home
+    root = next(
+        (p for p in (Path.cwd(), *Path.cwd().parents) if (p / "workspace.yaml").exists()),
+        Path.cwd(),
+    )
+    home = root / ".dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        template = root / "dagster.yaml"
+        if template.exists():
+            shutil.copyfile(template, home / "dagster.yaml")
+        else:
+            (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return home

@@ -1,0 +1,151 @@
+"""Themes and trends downstream of the imported data points.
+
+- `data_point_themes` (daily partitions, like `data_points`): the one extra step of an import. It embeds
+  the new texts of its days (in a worker process, so the model's memory never adds to the import's) and
+  assigns them to their nearest theme; a channel with no themes yet, or whose drift rule fires, gets a full
+  recompute (see `themes.service`). It also owns `data_point_embeddings`.
+- `themes`: brings every channel's themes up to date (sizes, first/last seen); with `recompute: true` (the
+  daily schedule, `usersnap-channels themes`) a full recompute that keeps the ids of surviving themes.
+- `theme_trends`: data points per theme and UTC day, rebuilt from the assignments.
+
+All three follow every materialized `data_points` partition through declarative automation (not only the
+latest), and run inside the import's own run when it is launched by `sync`, the sensor or the schedule.
+"""
+
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from usersnap_channels import settings
+from usersnap_channels.defs.tables import DUCKDB_POOL, partition_days, table_metadata
+from usersnap_channels.defs.usersnap.partitions import feedback_daily_partitions
+from usersnap_channels.partitions import utc_today
+from usersnap_channels.themes import service
+from usersnap_channels.themes.trends import markdown_table, top_themes, unassigned_share
+from usersnap_channels.warehouse import themes as store
+from usersnap_channels.warehouse.connection import ensure_schema
+
+GROUP = "themes"
+#: An imported day (any day, not only the latest) is followed by its themes step once it settles.
+FOLLOWS_IMPORTS = (
+    dg.AutomationCondition.any_deps_updated().since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+)
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"duckdb", "python"},
+    deps=["data_points"],
+    partitions_def=feedback_daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=DUCKDB_POOL,
+    automation_condition=FOLLOWS_IMPORTS,
+    description="Each imported day's data points embedded (table `data_point_embeddings`, once per text and "
+    "model) and assigned to their nearest theme (table `data_point_themes`); a channel without themes, or "
+    "whose drift rule fires, is recomputed in full.",
+    metadata=table_metadata("data_point_themes", "data_point_embeddings"),
+)
+def data_point_themes(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
+    if not settings.load().themes:
+        return _skipped(context)
+    first, last = partition_days(context)
+    with duckdb.get_connection() as con:
+        ensure_schema(con)
+    report = service.theme_step(duckdb.get_connection, (first, last))
+    with duckdb.get_connection() as con:
+        per_day = store.themed_per_day(con, (first, last))
+    for key in context.partition_keys:
+        day = per_day.get(key, (0, 0, 0))
+        context.add_asset_metadata(
+            {
+                "dagster/partition_row_count": day[0],
+                "data_points": day[1],
+                "unassigned": day[1] - day[0],
+                "embedded_data_points": day[2],
+            },
+            partition_key=key,
+        )
+    context.log.info(
+        f"Embedded {report.embedded} text(s), assigned {report.assigned} data point(s) to existing themes, "
+        f"recomputed {report.recomputed or 'no channel'}; worker peak RSS {report.worker_rss_mb:.0f} MB"
+    )
+    return dg.MaterializeResult()
+
+
+def _skipped(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    context.log.info("Themes are off (USERSNAP_CHANNELS_THEMES=off): nothing embedded or themed.")
+    return dg.MaterializeResult(metadata={"skipped": "USERSNAP_CHANNELS_THEMES=off"})
+
+
+class ThemesConfig(dg.Config):
+    """What a `themes` run does beyond keeping themes current."""
+
+    recompute: bool = Field(default=False, description="Recompute every channel's themes in full (ids kept).")
+    reason: str = Field(default="manual", description="Recorded in `theme_recomputes.reason`.")
+    channel: str | None = Field(default=None, description="Only this channel.")
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"duckdb", "python"},
+    deps=[data_point_themes],
+    pool=DUCKDB_POOL,
+    automation_condition=dg.AutomationCondition.eager(),
+    description="Every channel's themes (table `themes`, with `theme_events`, `theme_recomputes`, "
+    "`theme_labels`): label, keywords, size, first and last seen, stable ids.",
+    metadata=table_metadata("themes", "theme_events", "theme_recomputes", "theme_labels"),
+)
+def themes(context: dg.AssetExecutionContext, config: ThemesConfig, duckdb: DuckDBResource) -> dg.MaterializeResult:
+    if not settings.load().themes:
+        return _skipped(context)
+    force = config.reason if config.recompute else None
+    report = service.refresh_all(duckdb.get_connection, channel=config.channel, force=force)
+    with duckdb.get_connection() as con:
+        channels = store.channels_in(con)
+        metadata = _themes_metadata(con, channels)
+    context.log.info(f"Themes: recomputed {report.recomputed or 'no channel'}, {report.assigned} assigned")
+    return dg.MaterializeResult(metadata={**metadata, "recomputed_channels": sorted(report.recomputed)})
+
+
+def _themes_metadata(con, channels: list[str]) -> dict[str, object]:
+    """Number of themes, unassigned share and the top themes of every channel, for the UI."""
+    today = utc_today()
+    sections, total = [], 0
+    for channel in channels:
+        top = top_themes(con, channel, today)
+        total += len(top)
+        sections.append(
+            f"### {channel}\n{len(top)} themes, {unassigned_share(con, channel):.1%} of data points unassigned\n\n"
+            + markdown_table(top[:15])
+        )
+    return {
+        "dagster/row_count": total,
+        "themes": total,
+        "channels": len(channels),
+        "top_themes": dg.MetadataValue.md("\n\n".join(sections) or "No themes yet."),
+    }
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"duckdb"},
+    deps=[themes],
+    pool=DUCKDB_POOL,
+    automation_condition=dg.AutomationCondition.eager(),
+    description="Data points per theme and UTC day (table `theme_trends`); growth and emerging themes in the "
+    "view `emerging_themes` (last 7 days against the 28 before).",
+    metadata=table_metadata("theme_trends"),
+)
+def theme_trends(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
+    if not settings.load().themes:
+        return _skipped(context)
+    with duckdb.get_connection() as con:
+        rows = store.refresh_trends(con)
+        emerging = con.execute("SELECT count(*) FROM emerging_themes WHERE emerging").fetchone()[0]
+    return dg.MaterializeResult(metadata={"dagster/row_count": rows, "emerging_themes": int(emerging)})
+
+
+THEME_ASSETS = [data_point_themes, themes, theme_trends]
