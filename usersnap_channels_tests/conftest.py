@@ -37,12 +37,23 @@ def env(devserver: DevServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         "USERSNAP_BASE_URL": devserver.base_url,
         "USERSNAP_CHANNELS_DB": str(tmp_path / "channels.duckdb"),
         "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+        # the import's suites leave the themes step out (it would embed every run's texts); the themes
+        # suites turn it on with the `themes_on` fixture
+        "USERSNAP_CHANNELS_THEMES": "off",
     }
     Path(values["DAGSTER_HOME"]).mkdir()
     (Path(values["DAGSTER_HOME"]) / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
     for key, value in values.items():
         monkeypatch.setenv(key, value)
     return values
+
+
+@pytest.fixture
+def themes_on(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The `env` fixture with the themes step on (as it is by default for users)."""
+    monkeypatch.setenv("USERSNAP_CHANNELS_THEMES", "on")
+    env["USERSNAP_CHANNELS_THEMES"] = "on"
+    return env
 
 
 @pytest.fixture
