@@ -426,20 +426,22 @@ def search(
     ).fetchall()
 
 
-def themed_per_day(con: duckdb.DuckDBPyConnection, days: tuple[date, date]) -> dict[str, tuple[int, int, int]]:
-    """Per partition day (as its key): (themed data points, data points with text, embedded ones)."""
+def themed_per_day(con: duckdb.DuckDBPyConnection, days: tuple[date, date]) -> dict[str, tuple[int, int, int, int]]:
+    """Per partition day (as its key): (themed data points, data points with text, embedded ones, data points
+    with an empty text — never embedded, counted apart)."""
     rows = con.execute(
         """
-        SELECT d.partition_date::VARCHAR, count(t.theme_id), count(*), count(e.feedback_id)
+        SELECT d.partition_date::VARCHAR, count(t.theme_id), count(*) FILTER (WHERE trim(d.text) <> ''),
+               count(e.feedback_id) FILTER (WHERE trim(d.text) <> ''), count(*) FILTER (WHERE trim(d.text) = '')
         FROM data_points d
         LEFT JOIN data_point_themes t USING (source_id, feedback_id)
         LEFT JOIN (SELECT DISTINCT source_id, feedback_id FROM data_point_embeddings) e USING (source_id, feedback_id)
-        WHERE d.partition_date BETWEEN ? AND ? AND trim(d.text) <> ''
+        WHERE d.partition_date BETWEEN ? AND ?
         GROUP BY ALL
         """,
         list(days),
     ).fetchall()
-    return {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows}
+    return {r[0]: (int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows}
 
 
 def trend_mismatches(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int, int, int]]:

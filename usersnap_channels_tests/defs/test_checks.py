@@ -30,7 +30,7 @@ def evaluations(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEva
     return {
         e.event_specific_data.partition: e.event_specific_data
         for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        if e.event_type_value == "ASSET_CHECK_EVALUATION" and e.event_specific_data.asset_check_key == CHECK_KEY
     }
 
 

@@ -16,14 +16,16 @@ from usersnap_channels_tests.conftest import REPO
 def test_every_definition_resolves(tmp_path: Path, instance: dg.DagsterInstance) -> None:
     # (with a live instance: resolving can otherwise reach one an earlier test disposed of)
     defs = build_definitions(database=str(tmp_path / "x.duckdb"))
-    for name in ("feedback_import_job", "usersnap_sync_job", "projects_refresh_job"):
+    for name in ("feedback_import_job", "usersnap_sync_job", "projects_refresh_job", "themes_job"):
         assert defs.resolve_job_def(name)
     assert defs.resolve_sensor_def("usersnap_sync_sensor")
     assert defs.resolve_schedule_def("usersnap_late_arrivals_schedule")
+    assert defs.resolve_schedule_def("themes_recompute_schedule")
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {"usersnap_projects", "raw_feedback", "data_points"}
-    data_points = defs.resolve_assets_def("data_points").specs_by_key[dg.AssetKey("data_points")]
-    assert data_points.description and data_points.metadata["dagster/column_schema"].columns
+    assert keys == {"usersnap_projects", "raw_feedback", "data_points", "data_point_themes", "themes", "theme_trends"}
+    for key in ("data_points", "data_point_themes", "themes", "theme_trends"):
+        spec = defs.resolve_assets_def(key).specs_by_key[dg.AssetKey(key)]
+        assert spec.description and spec.metadata["dagster/column_schema"].columns, key
 
 
 def test_dagster_definitions_validate_passes(tmp_path: Path) -> None:

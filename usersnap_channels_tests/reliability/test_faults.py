@@ -187,7 +187,7 @@ def test_a_429_storm_with_retry_after_in_seconds_loses_nothing(env, instance, de
     results = import_until_clean(fast_definitions(db), instance, first, today, max_runs=1)
     assert len(results) == 1, "429s are waited out, they never fail a run"
     assert faults_seen(devserver)["429"] >= 30
-    assert assert_equals_server(db, devserver, source, first, today) > 200
+    assert assert_equals_server(db, devserver, source, first, today) > 120  # the busy day alone has 120
 
 
 def test_429_with_retry_after_as_an_http_date_is_waited_out(env, instance, devserver: DevServer) -> None:

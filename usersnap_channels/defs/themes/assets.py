@@ -58,13 +58,14 @@ def data_point_themes(context: dg.AssetExecutionContext, duckdb: DuckDBResource)
     with duckdb.get_connection() as con:
         per_day = store.themed_per_day(con, (first, last))
     for key in context.partition_keys:
-        day = per_day.get(key, (0, 0, 0))
+        day = per_day.get(key, (0, 0, 0, 0))
         context.add_asset_metadata(
             {
                 "dagster/partition_row_count": day[0],
                 "data_points": day[1],
                 "unassigned": day[1] - day[0],
                 "embedded_data_points": day[2],
+                "empty_texts": day[3],
             },
             partition_key=key,
         )
