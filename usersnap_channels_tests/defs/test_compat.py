@@ -1,0 +1,48 @@
+"""The Dagster internals behind `defs/compat.py`, exercised on a real instance: an upgrade that moves or
+changes them fails here, by name, instead of silently unlinking check results or leaking pool slots."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from usersnap_channels.defs import compat
+
+DAYS = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_date="2026-01-05")
+
+
+@dg.asset(partitions_def=DAYS)
+def daily() -> None:
+    """A partitioned asset to have a materialization to point at."""
+
+
+def test_a_check_result_can_still_point_at_its_partitions_latest_materialization(
+    instance: dg.DagsterInstance,
+) -> None:
+    assert compat.TARGET_MATERIALIZATION_LINKS, "AssetCheckEvaluationTargetMaterializationData moved"
+    key = dg.AssetKey("daily")
+    assert compat.target_materialization(instance, key, "2026-01-02") is None  # nothing materialized yet
+    first = dg.materialize([daily], instance=instance, partition_key="2026-01-02")
+    second = dg.materialize([daily], instance=instance, partition_key="2026-01-02")
+    dg.materialize([daily], instance=instance, partition_key="2026-01-03")
+    target = compat.target_materialization(instance, key, "2026-01-02")
+    assert target is not None
+    assert target.run_id == second.run_id != first.run_id  # the latest one, of that partition
+    record = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=["2026-01-02"]), limit=1
+    ).records[0]
+    assert (target.storage_id, target.timestamp) == (record.storage_id, record.timestamp)
+
+
+def test_the_pool_slots_of_a_dead_run_can_still_be_freed(instance: dg.DagsterInstance) -> None:
+    storage = instance.event_log_storage
+    assert storage.supports_global_concurrency_limits
+    storage.set_concurrency_slots("compat_pool", 1)
+    claim = storage.claim_concurrency_slot("compat_pool", "dead-run", "step")
+    assert claim.is_claimed
+    assert storage.get_concurrency_info("compat_pool").active_slot_count == 1
+    blocked = storage.claim_concurrency_slot("compat_pool", "next-run", "step")
+    assert not blocked.is_claimed  # the dead run's slot blocks everyone else ...
+
+    assert compat.free_pool_slots(instance, "dead-run") is True
+    assert storage.get_concurrency_info("compat_pool").active_slot_count == 0  # ... until it is freed
+    assert storage.claim_concurrency_slot("compat_pool", "next-run", "step").is_claimed
