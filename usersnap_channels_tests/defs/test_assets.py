@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -201,7 +202,7 @@ def test_never_imported_fields_are_nowhere_in_the_database(env, instance, devser
         con.execute("CHECKPOINT")
     finally:
         con.close()
-    blob = open(path, "rb").read()  # noqa: SIM115 - the whole file, every table
+    blob = Path(path).read_bytes()  # the whole file, every table
     for needle in (b"secret-shot.png", b"cdn.example/rec.webm", b"11111111-2222-3333-4444-555555555555"):
         assert needle not in blob
     for key in NEVER_IMPORTED_KEYS:

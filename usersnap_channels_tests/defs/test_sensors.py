@@ -300,6 +300,7 @@ def test_a_locked_database_skips_the_tick(env, devserver: DevServer, ticker: Tic
     finally:
         holder.stdin.close()
         holder.wait(timeout=10)
+        holder.stdout.close()
     assert len(ticker.tick()[0]) == 1  # the next tick goes ahead
 
 

@@ -192,6 +192,7 @@ def locked_db(tmp_path: Path) -> Iterator[Path]:
     finally:
         holder.kill()
         holder.wait()
+        holder.stdout.close()
 
 
 def test_a_locked_corrupt_or_foreign_database_and_a_missing_dagster_home(

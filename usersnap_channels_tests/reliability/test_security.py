@@ -176,7 +176,7 @@ def client_for(resource: UsersnapResource) -> UsersnapClient:
 def test_a_refused_key_is_named_by_its_variables(devserver: DevServer, monkeypatch) -> None:
     ws = devserver.workspace("Acme")
     monkeypatch.setenv("SEC_ID", ws.jwt_id)
-    monkeypatch.setenv("SEC_SECRET", "not-the-right-secret")
+    monkeypatch.setenv("SEC_SECRET", "not-the-right-secret-" + "x" * 32)  # full length, as a real one is
     client = UsersnapClient(devserver.base_url, read_credentials("SEC_ID", "SEC_SECRET"))
     with client, pytest.raises(InvalidCredentials) as raised:
         client.list_projects()

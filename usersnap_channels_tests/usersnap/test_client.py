@@ -138,7 +138,7 @@ def test_persistent_failures_end_in_a_clear_error_naming_project_and_window(devs
 
 def test_wrong_and_rotated_credentials_raise_invalid_credentials(devserver: DevServer) -> None:
     ws = devserver.workspace("Acme")
-    wrong = UsersnapClient(devserver.base_url, Credentials(ws.jwt_id, "not-the-secret"), retry=FAST_RETRY)
+    wrong = UsersnapClient(devserver.base_url, Credentials(ws.jwt_id, "not-the-secret-" + "x" * 33), retry=FAST_RETRY)
     with pytest.raises(InvalidCredentials) as excinfo:
         wrong.list_projects()
     assert str(excinfo.value).startswith("Invalid credentials")
