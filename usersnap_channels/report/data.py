@@ -124,6 +124,8 @@ def _rows(
         source = source_names.get(source_id, source_id)
         name = scrub(project_names[(source_id, project_id)]) or project_id
         project_list.append({"name": name, "source": source_index(source)})
+    status_col = [statuses(s) for s in rows.statuses]
+    priority_col = [priorities(p) for p in rows.priorities]
     return {
         "sourceNames": source_index.values,
         "projects": project_list,
@@ -135,8 +137,8 @@ def _rows(
             "theme": [theme_pos.get(t, -1) if t is not None else -1 for t in rows.theme_ids],
             "day": [(d - start).days for d in rows.days],
             "project": project_col,
-            "status": [statuses(s) for s in rows.statuses],
-            "priority": [priorities(p) for p in rows.priorities],
+            "status": status_col,
+            "priority": priority_col,
             "tagSet": tag_col,
             "text": [int(h) for h in rows.has_text],
         },
