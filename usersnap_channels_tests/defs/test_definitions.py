@@ -21,7 +21,15 @@ def test_every_definition_resolves(tmp_path: Path, instance: dg.DagsterInstance)
     assert defs.resolve_sensor_def("usersnap_sync_sensor")
     assert defs.resolve_schedule_def("usersnap_late_arrivals_schedule")
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {"usersnap_projects", "raw_feedback", "data_points"}
+    assert keys == {
+        "usersnap_projects",
+        "raw_feedback",
+        "data_points",
+        "data_point_themes",
+        "themes",
+        "theme_trends",
+        "theme_report",
+    }
     data_points = defs.resolve_assets_def("data_points").specs_by_key[dg.AssetKey("data_points")]
     assert data_points.description and data_points.metadata["dagster/column_schema"].columns
 
