@@ -12,6 +12,8 @@ EMERGING_COLOR = "#d94801"
 STEADY_COLOR = "#4a6fa5"
 #: Themes drawn in the overview line chart (the small multiples draw every theme).
 TOP_LINES = 8
+#: Small multiples drawn at first (a button draws every theme): 150 facets cost Vega ~2 s to lay out.
+MULTIPLES = 24
 
 
 def _day_axis() -> alt.X:

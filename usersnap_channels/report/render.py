@@ -75,6 +75,7 @@ def build(
         "channels": [r.payload for r in reports],
         "specs": {"top": charts.trend_chart(), "multiples": charts.multiples_chart()},
         "topLines": charts.TOP_LINES,
+        "multiples": charts.MULTIPLES,
         "emerging": {"minRecent": EMERGING_MIN_RECENT, "minRatio": EMERGING_MIN_RATIO},
     }
     scripts = {
@@ -91,6 +92,7 @@ def build(
         page_json=script_json(page),
         css=Markup((TEMPLATES / "report.css").read_text(encoding="utf-8")),
         top_lines=charts.TOP_LINES,
+        multiples=charts.MULTIPLES,
         emerging_min_recent=EMERGING_MIN_RECENT,
         emerging_ratio=f"{EMERGING_MIN_RATIO:g}",
         script_hashes=" ".join(_csp_hash(code) for code in scripts.values()),

@@ -5,7 +5,7 @@ const page = JSON.parse(document.getElementById("report-data").textContent);
 const DAY_MS = 86400000;
 const root = document.documentElement;
 const $ = (id) => document.getElementById(id);
-const state = { channel: 0, views: {}, renders: 0, pending: Promise.resolve() };
+const state = { channel: 0, views: {}, renders: 0, allTrends: false, pending: Promise.resolve() };
 
 window.addEventListener("error", (event) => showError(event.message));
 window.addEventListener("unhandledrejection", (event) => showError(String(event.reason)));
@@ -245,7 +245,11 @@ async function update() {
   renderKpis(c, agg);
   renderTable(c, agg, sel);
   await setData("top", series(c, agg, agg.themes.slice(0, page.topLines)));
-  await setData("multiples", series(c, agg, agg.themes));
+  const shown = state.allTrends ? agg.themes : agg.themes.slice(0, page.multiples);
+  await setData("multiples", series(c, agg, shown));
+  const more = $("all-trends");
+  more.hidden = agg.themes.length <= page.multiples;
+  more.textContent = state.allTrends ? `Show the largest ${page.multiples} only` : `Show all ${agg.themes.length} themes`;
   state.renders++;
   root.dataset.renders = String(state.renders);
 }
@@ -268,9 +272,11 @@ async function main() {
   for (const id of ["f-source", "f-status", "f-priority", "f-tag"]) $(id).addEventListener("change", schedule);
   let typing;
   $("f-search").addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(schedule, 150); });
+  $("all-trends").addEventListener("click", () => { state.allTrends = !state.allTrends; schedule(); });
   $("f-reset").addEventListener("click", () => switchChannel(state.channel));
   $("f-channel")?.addEventListener("change", (e) => switchChannel(Number(e.target.value)));
   await switchChannel(0);
+  root.dataset.readyMs = String(performance.now()); // since navigation start
   root.dataset.ready = "true";
 }
 
