@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-slow test-clock faketime lint bench dev clean
+.PHONY: install demo test test-slow test-clock faketime chromium lint bench dev clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m usersnap_channels.demo
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q -m "not slow" -n 2 --dist loadfile
 
@@ -41,6 +41,14 @@ faketime:
 		$$SUDO apt-get install -y -qq faketime >/dev/null 2>&1 || \
 		{ $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq faketime; }; }
 
+# Debian's headless Chromium for the report's browser tests and benchmark (Playwright drives it; it never
+# downloads a browser of its own), installed when missing like faketime.
+chromium:
+	@command -v chromium >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get install -y -qq chromium >/dev/null 2>&1 || \
+		{ $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }; }
+
 test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow
 
@@ -48,7 +56,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-bench: $(STAMP)
+bench: $(STAMP) chromium
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
@@ -58,4 +66,4 @@ dev: $(STAMP)
 	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -w workspace.yaml
 
 clean:
-	rm -rf $(VENV) .dagster_home .demo data .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .dagster_home .demo data .pytest_cache .ruff_cache .hypothesis test-artifacts

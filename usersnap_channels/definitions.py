@@ -8,6 +8,7 @@ from usersnap_channels.defs.jobs import JOBS
 from usersnap_channels.defs.resources import UsersnapResource, channels_duckdb
 from usersnap_channels.defs.themes.assets import THEME_ASSETS
 from usersnap_channels.defs.themes.checks import theme_trends_sum_to_themed_data_points
+from usersnap_channels.defs.themes.report import theme_report
 from usersnap_channels.defs.themes.schedules import themes_recompute_schedule
 from usersnap_channels.defs.usersnap.assets import usersnap_feedback, usersnap_projects
 from usersnap_channels.defs.usersnap.checks import data_points_match_usersnap_count
@@ -19,7 +20,7 @@ def build_definitions(*, database: str | None = None, base_url: str | None = Non
     """Definitions over one DuckDB file and one Usersnap API root (tests point these at temp files and
     the local dev server; unset, they come from $USERSNAP_CHANNELS_DB and $USERSNAP_BASE_URL)."""
     return dg.Definitions(
-        assets=[usersnap_projects, usersnap_feedback, *THEME_ASSETS],
+        assets=[usersnap_projects, usersnap_feedback, *THEME_ASSETS, theme_report],
         asset_checks=[data_points_match_usersnap_count, theme_trends_sum_to_themed_data_points],
         jobs=JOBS,
         sensors=[usersnap_sync_sensor],

@@ -117,6 +117,12 @@ def main() -> None:
         _show_query(console, env["USERSNAP_CHANNELS_DB"])
         _run(console, env, "search", "the app crashes when I pay", "--limit", "5")
         _run(console, env, "themes", "--channel", CHANNEL)
+        report = DEMO_DIR / "reports" / "product-feedback.html"
+        _run(console, env, "report", "--channel", CHANNEL, "--out", str(report))
+    console.print(
+        f"\n[bold]The report[/bold] (one file, opens offline, safe to share): {report.resolve()}\n"
+        f"  open it in a browser, e.g. xdg-open {report}"
+    )
     console.print(
         "\n[bold]Open the result in the Dagster UI[/bold] (assets, partitions, runs of this demo):\n"
         f"  USERSNAP_CHANNELS_DB={DEMO_DIR}/channels.duckdb make dev     # then browse http://127.0.0.1:3000\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -52,6 +53,16 @@ class Settings(BaseModel):
         min_length=1,
         description="DuckDB memory_limit of the pipeline's own connections (it spills to disk beyond).",
     )
+    report_dir: Path | None = Field(
+        None,
+        alias="USERSNAP_CHANNELS_REPORT_DIR",
+        description="Folder of the HTML reports; unset: `reports/` in the DuckDB file's folder.",
+    )
+    report_rating_fields: str = Field(
+        "",
+        alias="USERSNAP_CHANNELS_REPORT_RATING_FIELDS",
+        description="Comma-separated form field names the report treats as ratings/NPS (else a rule picks them).",
+    )
 
 
 _EXPECTED = {
@@ -88,3 +99,22 @@ def base_url() -> str:
 def db_path() -> Path:
     """The DuckDB file, from `USERSNAP_CHANNELS_DB` (relative paths are relative to the working dir)."""
     return load().db
+
+
+def report_dir(db: Path | str | None = None) -> Path:
+    """Where reports go: `USERSNAP_CHANNELS_REPORT_DIR`, else `reports/` beside the DuckDB file (`db`, or the
+    configured one), so a report sits next to the data it shows (`data/reports/` by default)."""
+    config = load()
+    if config.report_dir is not None:
+        return config.report_dir
+    return Path(db if db is not None else config.db).parent / "reports"
+
+
+def report_path(channel: str | None, db: Path | str | None = None) -> Path:
+    """The default report file of a channel (`<report dir>/<channel slug>.html`), or of every channel."""
+    return report_dir(db) / f"{slug(channel) if channel else 'all-channels'}.html"
+
+
+def slug(name: str) -> str:
+    """A file name for a channel name: lower case letters, digits and dashes (never empty)."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "channel"

@@ -19,6 +19,7 @@ from usersnap_channels.cli.common import UsageProblem, dagster_home
 from usersnap_channels.cli.common import db as _db
 from usersnap_channels.cli.common import err as _err
 from usersnap_channels.cli.common import out as _out
+from usersnap_channels.cli.report import report
 from usersnap_channels.cli.themes import search, themes_app
 from usersnap_channels.defs.resources import MissingCredentials, UsersnapResource, read_credentials
 from usersnap_channels.ingest.rows import project_rows
@@ -378,6 +379,7 @@ def delete(channel: ChannelOpt, source: SourceOpt, yes: YesOpt = False) -> None:
 
 app.add_typer(themes_app, name="themes")
 app.command()(search)
+app.command()(report)
 
 
 @app.command("dev-server")

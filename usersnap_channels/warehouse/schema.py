@@ -373,8 +373,16 @@ def growth_sql(today: str) -> str:
 
 
 _UTC_TODAY = "(now() AT TIME ZONE 'UTC')::DATE"
-#: Views for analysts (created with the tables): growth and emerging themes as of the current UTC day.
-VIEWS: dict[str, str] = {"emerging_themes": growth_sql(_UTC_TODAY)}
+#: Views for analysts (created with the tables): growth and emerging themes as of the current UTC day, and
+#: the numeric fields of data points as numbers (the report's ratings and NPS).
+VIEWS: dict[str, str] = {
+    "emerging_themes": growth_sql(_UTC_TODAY),
+    # `data_point_fields` with a typed value: the numeric fields as DOUBLE (the lossless text stays in `value`)
+    "data_point_numbers": """
+        SELECT source_id, feedback_id, name, origin, value, TRY_CAST(value AS DOUBLE) AS number
+        FROM data_point_fields WHERE value_type = 'number'
+    """,
+}
 
 
 SCHEMA_SQL = "\n".join(
