@@ -65,53 +65,7 @@ def main() -> None:
             "USERSNAP_BASE_URL": server.base_url,
             "USERSNAP_CHANNELS_DB": str(DEMO_DIR / "channels.duckdb"),
         }
-        for workspace in ("ACME", "GLOBEX"):
-            _run(
-                console,
-                env,
-                "projects",
-                "--jwt-id-env",
-                f"{workspace}_JWT_ID",
-                "--jwt-secret-env",
-                f"{workspace}_JWT_SECRET",
-            )
-        _run(
-            console,
-            env,
-            "connect",
-            "--channel",
-            CHANNEL,
-            "--source",
-            "Acme workspace",
-            "--jwt-id-env",
-            "ACME_JWT_ID",
-            "--jwt-secret-env",
-            "ACME_JWT_SECRET",
-            "--project",
-            "Web App",
-            "--project",
-            "Mobile App",
-            "--project",
-            "Checkout",
-            "--backfill",
-            "90d",
-        )
-        _run(
-            console,
-            env,
-            "connect",
-            "--channel",
-            CHANNEL,
-            "--source",
-            "Globex workspace",
-            "--jwt-id-env",
-            "GLOBEX_JWT_ID",
-            "--jwt-secret-env",
-            "GLOBEX_JWT_SECRET",
-            "--all-projects",
-            "--backfill",
-            "90d",
-        )
+        _connect_sources(console, env)
         _run(console, env, "sync")
         _run(console, env, "status")
         _show_query(console, env["USERSNAP_CHANNELS_DB"])
@@ -119,6 +73,62 @@ def main() -> None:
         _run(console, env, "themes", "--channel", CHANNEL)
         report = DEMO_DIR / "reports" / "product-feedback.html"
         _run(console, env, "report", "--channel", CHANNEL, "--out", str(report))
+    _print_next_steps(console, report)
+
+
+def _connect_sources(console: Console, env: dict[str, str]) -> None:
+    """Check both dev keys, then connect their projects to the demo channel (as a user would)."""
+    for workspace in ("ACME", "GLOBEX"):
+        _run(
+            console,
+            env,
+            "projects",
+            "--jwt-id-env",
+            f"{workspace}_JWT_ID",
+            "--jwt-secret-env",
+            f"{workspace}_JWT_SECRET",
+        )
+    _run(
+        console,
+        env,
+        "connect",
+        "--channel",
+        CHANNEL,
+        "--source",
+        "Acme workspace",
+        "--jwt-id-env",
+        "ACME_JWT_ID",
+        "--jwt-secret-env",
+        "ACME_JWT_SECRET",
+        "--project",
+        "Web App",
+        "--project",
+        "Mobile App",
+        "--project",
+        "Checkout",
+        "--backfill",
+        "90d",
+    )
+    _run(
+        console,
+        env,
+        "connect",
+        "--channel",
+        CHANNEL,
+        "--source",
+        "Globex workspace",
+        "--jwt-id-env",
+        "GLOBEX_JWT_ID",
+        "--jwt-secret-env",
+        "GLOBEX_JWT_SECRET",
+        "--all-projects",
+        "--backfill",
+        "90d",
+    )
+
+
+def _print_next_steps(console: Console, report: Path) -> None:
+    """Where the report is, and how to look at the result in the Dagster UI and in DuckDB."""
     console.print(
         f"\n[bold]The report[/bold] (one file, opens offline, safe to share): {report.resolve()}\n"
         f"  open it in a browser, e.g. xdg-open {report}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from usersnap_channels.definitions import build_definitions
 from usersnap_channels.defs.resources import channels_duckdb
@@ -16,7 +17,9 @@ from usersnap_channels.warehouse.connection import connect
 from usersnap_channels_tests.report.conftest import EMAIL_ANYWHERE
 
 
-def test_the_asset_follows_theme_trends_and_writes_each_channels_report(tmp_path: Path, monkeypatch, open_report):
+def test_the_asset_follows_theme_trends_and_writes_each_channels_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
     monkeypatch.delenv("USERSNAP_CHANNELS_REPORT_DIR", raising=False)
     monkeypatch.setenv("USERSNAP_CHANNELS_THEMES", "on")
     db = tmp_path / "data" / "channels.duckdb"
@@ -37,5 +40,5 @@ def test_the_asset_follows_theme_trends_and_writes_each_channels_report(tmp_path
     preview = metadata["top_themes"].value
     assert "### Product feedback" in preview and "| theme | label | size |" in preview
     assert EMAIL_ANYWHERE.findall(path.read_text()) == []
-    opened = open_report(path)
+    opened = request.getfixturevalue("open_report")(path)  # the browser starts after the in-process run
     assert opened.page.locator("#themes tbody tr").count() == 5 and opened.console_errors == []

@@ -4,6 +4,7 @@ subprocess. Every assertion is checked against a direct computation from the tab
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -161,6 +162,8 @@ def test_a_database_from_before_themes_gains_them_on_the_next_sync(env, devserve
     db = env["USERSNAP_CHANNELS_DB"]
     add_source(db, devserver, "Acme", window="7d")
     assert run_cli("sync", env=env).returncode == 0  # themes off: the tables of the import only
+    report = Path(db).parent / "reports" / "product-feedback.html"
+    assert not report.exists()
     # the re-sync re-imports the last days (their `imported_at` moves): every other column stays
     stable = "SELECT * EXCLUDE (imported_at) FROM data_points ORDER BY ALL"
     rows = query(db, stable)
@@ -174,3 +177,5 @@ def test_a_database_from_before_themes_gains_them_on_the_next_sync(env, devserve
     assert query(db, stable) == rows
     assert query(db, "SELECT count(*) FROM themes")[0][0] > 0
     assert query(db, "SELECT count(*) FROM emerging_themes")[0][0] > 0
+    # a plain sync (no daemon) leaves the channel's report current, beside the database
+    assert "Product feedback" in report.read_text()
