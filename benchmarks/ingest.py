@@ -10,7 +10,10 @@ measured code for the GIL) and write the same rows into a fresh DuckDB file:
   the same mapping, the same rows inserted in bulk once at the end. No Dagster, no threads.
 
 Two windows: 50,000 items over 30 days (5 projects), and the same volume over a 6-month backfill window
-(5 projects, 184 daily partitions), whose `sync` wall time the issue asks for.
+(5 projects, 184 daily partitions), whose `sync` wall time the issue asks for. Both time the import alone
+(`USERSNAP_CHANNELS_THEMES=off`); a third run repeats the 30-day import with the themes step on
+(`sync_with_themes_s`: every text embedded once and first themes; `themes_step_rss_mb`: the themes
+worker's own peak, a run tag, never added to the import's).
 Last line: one JSON object with the figures.
 """
 
@@ -26,10 +29,12 @@ from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
 
+import dagster  # imported up front: its import cost is not what we measure
 import jwt
 import requests
 
 from usersnap_channels import jsonio
+from usersnap_channels.defs.themes.assets import WORKER_RSS_TAG
 from usersnap_channels.devserver.process import DevServerProcess
 from usersnap_channels.ingest.rows import FeedbackBatch, write_batch
 from usersnap_channels.partitions import minus_months, utc_today
@@ -61,8 +66,11 @@ def make_workspace(root: str, name: str, first_day: date, today: date) -> dict:
     return next(w for w in requests.get(f"{root}/_dev/workspaces", timeout=30).json() if w["name"] == name)
 
 
-def pipeline(ws: dict, root: str, first_day: date, window: str, workdir: Path) -> tuple[float, int]:
-    """`sync` through Dagster on a fresh instance and DuckDB file; returns (seconds, items imported)."""
+def pipeline(
+    ws: dict, root: str, first_day: date, window: str, workdir: Path, *, themes: bool = False
+) -> tuple[float, int, dict[str, str]]:
+    """`sync` through Dagster on a fresh instance and DuckDB file, the themes step on or off; returns
+    (seconds, items imported, the import run's tags)."""
     from usersnap_channels.cli.sync import run_sync
 
     db = str(workdir / "pipeline.duckdb")
@@ -75,6 +83,7 @@ def pipeline(ws: dict, root: str, first_day: date, window: str, workdir: Path) -
             "BENCH_JWT_SECRET": ws["jwt_secret"],
             "USERSNAP_BASE_URL": f"{root}/v0.1",
             "USERSNAP_CHANNELS_DB": db,
+            "USERSNAP_CHANNELS_THEMES": "on" if themes else "off",
         }
     )
     con = connect(db)
@@ -98,7 +107,9 @@ def pipeline(ws: dict, root: str, first_day: date, window: str, workdir: Path) -
     con = connect(db)
     items = con.execute("SELECT count(*) FROM data_points").fetchone()[0]
     con.close()
-    return seconds, items
+    with dagster.DagsterInstance.from_config(str(home)) as instance:
+        tags = dict(instance.get_run_by_id(outcome.run_ids[-1]).tags)
+    return seconds, items, tags
 
 
 def baseline(ws: dict, root: str, first_day: date, workdir: Path) -> tuple[float, int]:
@@ -156,7 +167,6 @@ def peak_rss_mb() -> float:
 
 
 def main() -> None:
-    import dagster  # noqa: F401 - import cost is not what we measure
 
     today = utc_today()
     windows = (("30 days", "30d", today - timedelta(days=30)), ("6 months", "6m", minus_months(today, 6)))
@@ -166,12 +176,16 @@ def main() -> None:
         workspaces = {window: make_workspace(root, f"Bench {window}", first, today) for _, window, first in windows}
         # Both pipelines first, so the peak RSS read after them is theirs, not the baseline's.
         for _, window, first_day in windows:
-            seconds, items = pipeline(workspaces[window], root, first_day, window, Path(tempfile.mkdtemp(dir=tmp)))
+            seconds, items, _ = pipeline(workspaces[window], root, first_day, window, Path(tempfile.mkdtemp(dir=tmp)))
             results[window] = {"seconds": seconds, "items": items}
         rss_main = peak_rss_mb()
         for _, window, first_day in windows:
             base_seconds, base_items = baseline(workspaces[window], root, first_day, Path(tempfile.mkdtemp(dir=tmp)))
             results[window] |= {"base_seconds": base_seconds, "base_items": base_items}
+        # the same 30-day import with the themes step on (as users run it): embedding 50,000 texts, first themes
+        _, window, first_day = windows[0]
+        themed = pipeline(workspaces[window], root, first_day, window, Path(tempfile.mkdtemp(dir=tmp)), themes=True)
+        with_themes_s, themes_rss = themed[0], float(themed[2].get(WORKER_RSS_TAG, "nan"))
     for label, window, first_day in windows:
         r = results[window]
         if not r["items"] == r["base_items"] == ITEMS:
@@ -182,6 +196,10 @@ def main() -> None:
         print(f"  baseline (plain requests loop):  {r['base_seconds']:6.2f} s  {r['base_rate']:8.0f} items/s")
         print(f"  ratio pipeline/baseline: {r['rate'] / r['base_rate']:.2f}")
     print(f"peak RSS of the pipeline: {rss_main:.0f} MB (the Dagster process; fetch workers are separate processes)")
+    print(
+        f"30 days with the themes step on: {with_themes_s:.1f} s ({with_themes_s - results['30d']['seconds']:.1f} s "
+        f"more: embedding every text once, first themes); themes worker peak RSS {themes_rss:.0f} MB"
+    )
     main_fig = results["30d"]
     print(
         json.dumps(
@@ -192,6 +210,8 @@ def main() -> None:
                 "peak_rss_mb": round(rss_main, 1),
                 "sync_6m_seconds": round(results["6m"]["seconds"], 2),
                 "sync_6m_ratio": round(results["6m"]["rate"] / results["6m"]["base_rate"], 3),
+                "sync_with_themes_s": round(with_themes_s, 2),
+                "themes_step_rss_mb": round(themes_rss, 1),
             }
         )
     )

@@ -11,6 +11,7 @@ import duckdb
 import numpy as np
 
 from usersnap_channels.definitions import build_definitions
+from usersnap_channels.defs.themes.assets import EMBEDDED_TAG, WORKER_RSS_TAG
 from usersnap_channels.devserver import DevServer
 from usersnap_channels.partitions import partition_key, utc_today, window_start
 from usersnap_channels.themes.service import ASSIGN_THRESHOLD
@@ -87,6 +88,11 @@ def test_an_import_embeds_themes_and_trends_its_days(themes_on, instance, devser
         ).records[0]
         metadata = record.asset_materialization.metadata
         assert metadata["dagster/partition_row_count"].value == per_day.get(partition_key(day), 0)
+        empty = query(db, "SELECT count(*) FROM data_points WHERE partition_date = ? AND trim(text) = ''", [day])
+        assert metadata["empty_texts"].value == empty[0][0]
+    # the step's run-level figures are on the run
+    tags = instance.get_run_by_id(result.run_id).tags
+    assert int(tags[EMBEDDED_TAG]) == with_text and 100 < int(tags[WORKER_RSS_TAG]) < 2000
 
 
 def test_new_feedback_joins_its_nearest_theme_in_the_run_that_imports_it(

@@ -28,6 +28,9 @@ from usersnap_channels.warehouse import themes as store
 from usersnap_channels.warehouse.connection import ensure_schema
 
 GROUP = "themes"
+#: Run tags with what the run's themes step did as a whole: the worker's peak RSS (MB) and texts embedded.
+WORKER_RSS_TAG = "usersnap_channels/themes_worker_peak_rss_mb"
+EMBEDDED_TAG = "usersnap_channels/themes_embedded"
 #: An imported day (any day, not only the latest) is followed by its themes step once it settles.
 FOLLOWS_IMPORTS = (
     dg.AutomationCondition.any_deps_updated().since_last_handled()
@@ -55,31 +58,39 @@ with warnings.catch_warnings():
         metadata=table_metadata("data_point_themes", "data_point_embeddings"),
     )
     def data_point_themes(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
-        if not settings.load().themes:
-            return _skipped(context)
-        first, last = partition_days(context)
-        with duckdb.get_connection() as con:
-            ensure_schema(con)
-        report = service.theme_step(duckdb.get_connection, (first, last))
-        with duckdb.get_connection() as con:
-            per_day = store.themed_per_day(con, (first, last))
-        for key in context.partition_keys:
-            day = per_day.get(key, (0, 0, 0, 0))
-            context.add_asset_metadata(
-                {
-                    "dagster/partition_row_count": day[0],
-                    "data_points": day[1],
-                    "unassigned": day[1] - day[0],
-                    "embedded_data_points": day[2],
-                    "empty_texts": day[3],
-                },
-                partition_key=key,
-            )
-        context.log.info(
-            f"Embedded {report.embedded} text(s), assigned {report.assigned} data point(s) to existing themes, "
-            f"recomputed {report.recomputed or 'no channel'}; worker peak RSS {report.worker_rss_mb:.0f} MB"
+        return _theme_step(context, duckdb)
+
+
+def _theme_step(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
+    """Embed and assign the run's days; each day's own counts on its partition, run figures on the run."""
+    if not settings.load().themes:
+        return _skipped(context)
+    first, last = partition_days(context)
+    with duckdb.get_connection() as con:
+        ensure_schema(con)
+    report = service.theme_step(duckdb.get_connection, (first, last))
+    with duckdb.get_connection() as con:
+        per_day = store.themed_per_day(con, (first, last))
+    for key in context.partition_keys:
+        day = per_day.get(key, (0, 0, 0, 0))
+        context.add_asset_metadata(
+            {
+                "dagster/partition_row_count": day[0],
+                "data_points": day[1],
+                "unassigned": day[1] - day[0],
+                "embedded_data_points": day[2],
+                "empty_texts": day[3],
+            },
+            partition_key=key,
         )
-        return dg.MaterializeResult()
+    context.instance.add_run_tags(
+        context.run.run_id, {WORKER_RSS_TAG: f"{report.worker_rss_mb:.0f}", EMBEDDED_TAG: str(report.embedded)}
+    )
+    context.log.info(
+        f"Embedded {report.embedded} text(s), assigned {report.assigned} data point(s) to existing themes, "
+        f"recomputed {report.recomputed or 'no channel'}; worker peak RSS {report.worker_rss_mb:.0f} MB"
+    )
+    return dg.MaterializeResult()
 
 
 def _skipped(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
