@@ -103,7 +103,13 @@ def pipeline(
     outcome = run_sync(sources, instance_home=home, database=db)
     seconds = time.perf_counter() - started
     if not outcome.success:
-        raise SystemExit("the pipeline sync failed")
+        with dagster.DagsterInstance.from_config(str(home)) as instance:
+            failures = [
+                str(e.dagster_event.event_specific_data.error.message if e.dagster_event else e.message)
+                for run_id in outcome.run_ids
+                for e in instance.all_logs(run_id, of_type=dagster.DagsterEventType.STEP_FAILURE)
+            ]
+        raise SystemExit(f"the pipeline sync failed ({window}, themes {'on' if themes else 'off'}): {failures}")
     con = connect(db)
     items = con.execute("SELECT count(*) FROM data_points").fetchone()[0]
     con.close()
