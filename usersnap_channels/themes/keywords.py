@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from usersnap_channels.themes.text import ENGLISH_STOP_WORDS, count_matrix
+
 #: Fragments the default tokenizer leaves of English contractions ("hasn't" -> "hasn"), and filler words
 #: of feedback that name no topic: neither makes a useful keyword.
 EXTRA_STOP_WORDS = frozenset(
@@ -46,10 +48,7 @@ EXTRA_STOP_WORDS = frozenset(
 )
 
 
-def stop_words() -> list[str]:
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
-    return sorted(ENGLISH_STOP_WORDS | EXTRA_STOP_WORDS)
+STOP_WORDS = ENGLISH_STOP_WORDS | EXTRA_STOP_WORDS
 
 
 def class_tfidf(texts: Sequence[str], labels: np.ndarray, n_themes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -58,11 +57,8 @@ def class_tfidf(texts: Sequence[str], labels: np.ndarray, n_themes: int) -> tupl
     Why c-TF-IDF: it scores a term by how typical it is for a theme relative to all themes, which gives
     distinctive keywords even when themes share common domain words.
     """
-    from sklearn.feature_extraction.text import CountVectorizer
-
-    vectorizer = CountVectorizer(stop_words=stop_words(), ngram_range=(1, 2), min_df=2)
     try:
-        counts = vectorizer.fit_transform(texts).tocsr()
+        counts, vocab = count_matrix(texts, stop_words=STOP_WORDS, ngram_max=2, min_df=2)
     except ValueError:  # nothing but stop words / too few texts
         return np.zeros((n_themes, 0), dtype=np.float32), np.array([], dtype=object)
     mask = labels >= 0
@@ -73,7 +69,7 @@ def class_tfidf(texts: Sequence[str], labels: np.ndarray, n_themes: int) -> tupl
     tf = per_theme / np.maximum(per_theme.sum(axis=1, keepdims=True), 1)
     avg_words = per_theme.sum() / max(n_themes, 1)
     idf = np.log1p(avg_words / np.maximum(per_theme.sum(axis=0), 1))
-    return tf * idf, vectorizer.get_feature_names_out()
+    return tf * idf, vocab
 
 
 def top_keywords(scores: np.ndarray, vocab: np.ndarray, n: int = 8) -> list[list[str]]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import resource
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -16,7 +18,6 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from usersnap_channels.ingest.workers import exit_with_parent
 from usersnap_channels.themes.discovery import UNASSIGNED
 from usersnap_channels.themes.stability import recompute
 from usersnap_channels.themes.summary import Theme, summarise
@@ -29,6 +30,19 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _exit_with_parent(parent_pid: int, interval_s: float = 0.5) -> None:
+    """Worker initializer: exit once the process that started it is gone (a killed sync must not leave a
+    worker computing for nobody). Kept here, not taken from `ingest.workers`, so a themes worker never loads
+    the import's modules (pyarrow, DuckDB, the HTTP client): ~100 MB of resident memory per worker."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _measured(fn: Callable[..., T], *args: Any) -> tuple[T, float]:
     return fn(*args), peak_rss_mb()
 
@@ -36,7 +50,7 @@ def _measured(fn: Callable[..., T], *args: Any) -> tuple[T, float]:
 def run_isolated(fn: Callable[..., T], *args: Any) -> tuple[T, float]:
     """`fn(*args)` in a fresh spawned process (it exits with this one); returns (result, its peak RSS MB)."""
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=context, initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
+    with ProcessPoolExecutor(1, mp_context=context, initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
         return pool.submit(_measured, fn, *args).result()
 
 
