@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -68,14 +69,18 @@ def held_out(n_train: int) -> tuple[list[str], list[str]]:
 
 
 def insert_data_points(db: str, texts: list[str], prefix: str) -> list[tuple[str, str]]:
-    """The texts as data points of one channel, one per minute from a fixed day; returns their keys."""
+    """The texts as data points of one channel, one per minute from a fixed day; returns their keys.
+
+    Feedback ids are (seeded) random UUIDs, as Usersnap's are: new data points interleave with old ones in
+    the (source_id, feedback_id) order the themes step reads them in."""
     import pyarrow as pa
 
     from usersnap_channels.warehouse.connection import connect
 
     start = datetime(2025, 6, 1, tzinfo=UTC)
     times = [start + timedelta(minutes=i) for i in range(len(texts))]
-    keys = [(SOURCE, f"{prefix}-{i:05d}") for i in range(len(texts))]
+    ids = random.Random(f"{SEED}-{prefix}")
+    keys = [(SOURCE, str(uuid.UUID(int=ids.getrandbits(128), version=4))) for _ in texts]
     rows = pa.table(
         {
             "channel_name": [CHANNEL] * len(texts),
@@ -153,7 +158,7 @@ def timed_refresh(db: str, force: str | None) -> tuple[float, float, dict[str, f
     finally:
         service.remove_progress_listener(listener)
     ended = time.perf_counter()
-    phases, edges = {}, [*marks, ("end", ended)]
+    phases, edges = {}, [("reading", started), *marks, ("end", ended)]
     for (name, at), (_, until) in itertools.pairwise(edges):
         phases[name.lower()] = round(until - at, 2)
     return ended - started, report.worker_rss_mb, phases

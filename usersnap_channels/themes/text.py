@@ -64,8 +64,10 @@ def count_matrix(
     """
     vocabulary: dict[str, int] = {}
     indices, indptr = array("q"), array("q", [0])
+    setdefault = vocabulary.setdefault
     for text in texts:
-        indices.extend(vocabulary.setdefault(t, len(vocabulary)) for t in terms(tokens(text, stop_words), ngram_max))
+        words = tokens(text, stop_words)
+        indices.extend([setdefault(t, len(vocabulary)) for t in (terms(words, ngram_max) if ngram_max > 1 else words)])
         indptr.append(len(indices))
     data = np.ones(len(indices), dtype=np.float32)
     shape = (len(texts), len(vocabulary))
