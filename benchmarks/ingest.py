@@ -10,7 +10,11 @@ measured code for the GIL) and write the same rows into a fresh DuckDB file:
   the same mapping, the same rows inserted in bulk once at the end. No Dagster, no threads.
 
 Two windows: 50,000 items over 30 days (5 projects), and the same volume over a 6-month backfill window
-(5 projects, 184 daily partitions), whose `sync` wall time the issue asks for.
+(5 projects, 184 daily partitions), whose `sync` wall time the issue asks for. Both time the import alone
+(`USERSNAP_CHANNELS_THEMES=off`). Then the 30-day import again with themes on, as users run it
+(`sync_with_themes_s`: import, embedding of every new text, the first theming of the 50k data points,
+trends), and `themes_step_rss_mb`, the peak RSS of the themes worker processes (the model and the
+clustering run there, not in the Dagster process).
 Last line: one JSON object with the figures.
 """
 
@@ -61,7 +65,9 @@ def make_workspace(root: str, name: str, first_day: date, today: date) -> dict:
     return next(w for w in requests.get(f"{root}/_dev/workspaces", timeout=30).json() if w["name"] == name)
 
 
-def pipeline(ws: dict, root: str, first_day: date, window: str, workdir: Path) -> tuple[float, int]:
+def pipeline(
+    ws: dict, root: str, first_day: date, window: str, workdir: Path, themes: bool = False
+) -> tuple[float, int]:
     """`sync` through Dagster on a fresh instance and DuckDB file; returns (seconds, items imported)."""
     from usersnap_channels.cli.sync import run_sync
 
@@ -75,6 +81,7 @@ def pipeline(ws: dict, root: str, first_day: date, window: str, workdir: Path) -
             "BENCH_JWT_SECRET": ws["jwt_secret"],
             "USERSNAP_BASE_URL": f"{root}/v0.1",
             "USERSNAP_CHANNELS_DB": db,
+            "USERSNAP_CHANNELS_THEMES": "on" if themes else "off",
         }
     )
     con = connect(db)
@@ -151,8 +158,37 @@ def baseline(ws: dict, root: str, first_day: date, workdir: Path) -> tuple[float
     return time.perf_counter() - started, items
 
 
+def themes_figures(db: str) -> dict:
+    """What the themes step left in the DuckDB file."""
+    con = connect(db, read_only=True)
+    embedded, unique = con.execute("SELECT count(*), count(DISTINCT text_sha256) FROM data_point_embeddings").fetchone()
+    themes = con.execute("SELECT count(*) FROM themes WHERE status = 'active'").fetchone()[0]
+    with_text, themed = con.execute(
+        "SELECT count(*), count(t.theme_id) FROM data_points d LEFT JOIN data_point_themes t "
+        "USING (source_id, feedback_id) WHERE trim(d.text) <> ''"
+    ).fetchone()
+    con.close()
+    return {"embedded": embedded, "unique": unique, "themes": themes, "unassigned": 1 - themed / max(with_text, 1)}
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def record_worker_rss() -> list[float]:
+    """The peak RSS each themes worker reports, as the themes step runs them (same process)."""
+    from usersnap_channels.themes import service
+
+    seen: list[float] = []
+    original = service.run_isolated
+
+    def recording(fn, *args):
+        result, rss = original(fn, *args)
+        seen.append(rss)
+        return result, rss
+
+    service.run_isolated = recording
+    return seen
 
 
 def main() -> None:
@@ -169,6 +205,10 @@ def main() -> None:
             seconds, items = pipeline(workspaces[window], root, first_day, window, Path(tempfile.mkdtemp(dir=tmp)))
             results[window] = {"seconds": seconds, "items": items}
         rss_main = peak_rss_mb()
+        worker_rss = record_worker_rss()
+        themes_dir = Path(tempfile.mkdtemp(dir=tmp))
+        themes_seconds, themes_items = pipeline(workspaces["30d"], root, windows[0][2], "30d", themes_dir, themes=True)
+        themed = themes_figures(str(themes_dir / "pipeline.duckdb"))
         for _, window, first_day in windows:
             base_seconds, base_items = baseline(workspaces[window], root, first_day, Path(tempfile.mkdtemp(dir=tmp)))
             results[window] |= {"base_seconds": base_seconds, "base_items": base_items}
@@ -182,6 +222,12 @@ def main() -> None:
         print(f"  baseline (plain requests loop):  {r['base_seconds']:6.2f} s  {r['base_rate']:8.0f} items/s")
         print(f"  ratio pipeline/baseline: {r['rate'] / r['base_rate']:.2f}")
     print(f"peak RSS of the pipeline: {rss_main:.0f} MB (the Dagster process; fetch workers are separate processes)")
+    print(
+        f"30 days with themes on: {themes_seconds:.2f} s for {themes_items} items (import alone "
+        f"{results['30d']['seconds']:.2f} s); {themed['embedded']} texts embedded ({themed['unique']} distinct), "
+        f"{themed['themes']} themes, {themed['unassigned']:.1%} unassigned; themes workers' peak RSS "
+        f"{max(worker_rss, default=0):.0f} MB ({len(worker_rss)} workers)"
+    )
     main_fig = results["30d"]
     print(
         json.dumps(
@@ -192,6 +238,9 @@ def main() -> None:
                 "peak_rss_mb": round(rss_main, 1),
                 "sync_6m_seconds": round(results["6m"]["seconds"], 2),
                 "sync_6m_ratio": round(results["6m"]["rate"] / results["6m"]["base_rate"], 3),
+                "sync_with_themes_s": round(themes_seconds, 2),
+                "themes_step_rss_mb": round(max(worker_rss, default=0.0), 1),
+                "themes": themed["themes"],
             }
         )
     )
