@@ -11,9 +11,10 @@ measured code for the GIL) and write the same rows into a fresh DuckDB file:
 
 Two windows: 50,000 items over 30 days (5 projects), and the same volume over a 6-month backfill window
 (5 projects, 184 daily partitions), whose `sync` wall time the issue asks for. Both time the import alone
-(`USERSNAP_CHANNELS_THEMES=off`); a third run repeats the 30-day import with the themes step on
-(`sync_with_themes_s`: every text embedded once and first themes; `themes_step_rss_mb`: the themes
-worker's own peak, a run tag, never added to the import's).
+(`USERSNAP_CHANNELS_THEMES=off`). Then the 30-day import again with themes on, as users run it
+(`sync_with_themes_s`: import, embedding of every new text, the first theming of the 50k data points,
+trends), and `themes_step_rss_mb`, the peak RSS of the themes worker processes (the model and the
+clustering run there, not in the Dagster process).
 Last line: one JSON object with the figures.
 """
 
@@ -34,7 +35,6 @@ import jwt
 import requests
 
 from usersnap_channels import jsonio
-from usersnap_channels.defs.themes.assets import WORKER_RSS_TAG
 from usersnap_channels.devserver.process import DevServerProcess
 from usersnap_channels.ingest.rows import FeedbackBatch, write_batch
 from usersnap_channels.partitions import minus_months, utc_today
@@ -67,10 +67,9 @@ def make_workspace(root: str, name: str, first_day: date, today: date) -> dict:
 
 
 def pipeline(
-    ws: dict, root: str, first_day: date, window: str, workdir: Path, *, themes: bool = False
-) -> tuple[float, int, dict[str, str]]:
-    """`sync` through Dagster on a fresh instance and DuckDB file, the themes step on or off; returns
-    (seconds, items imported, the import run's tags)."""
+    ws: dict, root: str, first_day: date, window: str, workdir: Path, themes: bool = False
+) -> tuple[float, int]:
+    """`sync` through Dagster on a fresh instance and DuckDB file; returns (seconds, items imported)."""
     from usersnap_channels.cli.sync import run_sync
 
     db = str(workdir / "pipeline.duckdb")
@@ -113,9 +112,7 @@ def pipeline(
     con = connect(db)
     items = con.execute("SELECT count(*) FROM data_points").fetchone()[0]
     con.close()
-    with dagster.DagsterInstance.from_config(str(home)) as instance:
-        tags = dict(instance.get_run_by_id(outcome.run_ids[-1]).tags)
-    return seconds, items, tags
+    return seconds, items
 
 
 def baseline(ws: dict, root: str, first_day: date, workdir: Path) -> tuple[float, int]:
@@ -168,11 +165,41 @@ def baseline(ws: dict, root: str, first_day: date, workdir: Path) -> tuple[float
     return time.perf_counter() - started, items
 
 
+def themes_figures(db: str) -> dict:
+    """What the themes step left in the DuckDB file."""
+    con = connect(db, read_only=True)
+    embedded, unique = con.execute("SELECT count(*), count(DISTINCT text_sha256) FROM data_point_embeddings").fetchone()
+    themes = con.execute("SELECT count(*) FROM themes WHERE status = 'active'").fetchone()[0]
+    with_text, themed = con.execute(
+        "SELECT count(*), count(t.theme_id) FROM data_points d LEFT JOIN data_point_themes t "
+        "USING (source_id, feedback_id) WHERE trim(d.text) <> ''"
+    ).fetchone()
+    con.close()
+    return {"embedded": embedded, "unique": unique, "themes": themes, "unassigned": 1 - themed / max(with_text, 1)}
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def record_worker_rss() -> list[float]:
+    """The peak RSS each themes worker reports, as the themes step runs them (same process)."""
+    from usersnap_channels.themes import service
+
+    seen: list[float] = []
+    original = service.run_isolated
+
+    def recording(fn, *args):
+        result, rss = original(fn, *args)
+        seen.append(rss)
+        return result, rss
+
+    service.run_isolated = recording
+    return seen
+
+
 def main() -> None:
+    import dagster  # noqa: F401 - import cost is not what we measure
 
     today = utc_today()
     windows = (("30 days", "30d", today - timedelta(days=30)), ("6 months", "6m", minus_months(today, 6)))
@@ -182,16 +209,16 @@ def main() -> None:
         workspaces = {window: make_workspace(root, f"Bench {window}", first, today) for _, window, first in windows}
         # Both pipelines first, so the peak RSS read after them is theirs, not the baseline's.
         for _, window, first_day in windows:
-            seconds, items, _ = pipeline(workspaces[window], root, first_day, window, Path(tempfile.mkdtemp(dir=tmp)))
+            seconds, items = pipeline(workspaces[window], root, first_day, window, Path(tempfile.mkdtemp(dir=tmp)))
             results[window] = {"seconds": seconds, "items": items}
         rss_main = peak_rss_mb()
+        worker_rss = record_worker_rss()
+        themes_dir = Path(tempfile.mkdtemp(dir=tmp))
+        themes_seconds, themes_items = pipeline(workspaces["30d"], root, windows[0][2], "30d", themes_dir, themes=True)
+        themed = themes_figures(str(themes_dir / "pipeline.duckdb"))
         for _, window, first_day in windows:
             base_seconds, base_items = baseline(workspaces[window], root, first_day, Path(tempfile.mkdtemp(dir=tmp)))
             results[window] |= {"base_seconds": base_seconds, "base_items": base_items}
-        # the same 30-day import with the themes step on (as users run it): embedding 50,000 texts, first themes
-        _, window, first_day = windows[0]
-        themed = pipeline(workspaces[window], root, first_day, window, Path(tempfile.mkdtemp(dir=tmp)), themes=True)
-        with_themes_s, themes_rss = themed[0], float(themed[2].get(WORKER_RSS_TAG, "nan"))
     for label, window, first_day in windows:
         r = results[window]
         if not r["items"] == r["base_items"] == ITEMS:
@@ -203,8 +230,10 @@ def main() -> None:
         print(f"  ratio pipeline/baseline: {r['rate'] / r['base_rate']:.2f}")
     print(f"peak RSS of the pipeline: {rss_main:.0f} MB (the Dagster process; fetch workers are separate processes)")
     print(
-        f"30 days with the themes step on: {with_themes_s:.1f} s ({with_themes_s - results['30d']['seconds']:.1f} s "
-        f"more: embedding every text once, first themes); themes worker peak RSS {themes_rss:.0f} MB"
+        f"30 days with themes on: {themes_seconds:.2f} s for {themes_items} items (import alone "
+        f"{results['30d']['seconds']:.2f} s); {themed['embedded']} texts embedded ({themed['unique']} distinct), "
+        f"{themed['themes']} themes, {themed['unassigned']:.1%} unassigned; themes workers' peak RSS "
+        f"{max(worker_rss, default=0):.0f} MB ({len(worker_rss)} workers)"
     )
     main_fig = results["30d"]
     print(
@@ -216,8 +245,9 @@ def main() -> None:
                 "peak_rss_mb": round(rss_main, 1),
                 "sync_6m_seconds": round(results["6m"]["seconds"], 2),
                 "sync_6m_ratio": round(results["6m"]["rate"] / results["6m"]["base_rate"], 3),
-                "sync_with_themes_s": round(with_themes_s, 2),
-                "themes_step_rss_mb": round(themes_rss, 1),
+                "sync_with_themes_s": round(themes_seconds, 2),
+                "themes_step_rss_mb": round(max(worker_rss, default=0.0), 1),
+                "themes": themed["themes"],
             }
         )
     )

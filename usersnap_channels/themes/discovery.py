@@ -33,7 +33,8 @@ class ThemeParams:
     consensus_runs: Leiden runs (seeds seed..seed+R-1) whose co-membership re-weights the edges before a
         final run; 1 disables. Averages out seed noise: fewer arbitrary splits, more stable ids.
     seed: Leiden random state (fixed for determinism).
-    chunk: rows per block in the kNN search (memory ~ workers x chunk x n float32: ~40 MB at 10k).
+    chunk: at most this many rows per block in the kNN search, and fewer on big channels so that a block
+        holds at most block_cells similarities (memory ~ workers x 4 bytes x block_cells: 32 MB at any size).
     candidates: embedding neighbours per point re-ranked by the hybrid similarity (64: same quality as exact
         within noise, a third of the cost of 128).
     workers: threads over kNN blocks (results identical for any value).
@@ -49,31 +50,42 @@ class ThemeParams:
     consensus_runs: int = 3
     seed: int = 0
     chunk: int = 512
+    block_cells: int = 4_000_000
     candidates: int = 64
     workers: int = 2
 
 
+def row_norms(x: np.ndarray) -> np.ndarray:
+    """L2 norm of each row without an n x d temporary (np.linalg.norm squares a full copy)."""
+    return np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
+
+
 def normalise(x: np.ndarray) -> np.ndarray:
-    """Row-wise L2 normalisation in float32 (zero rows stay zero)."""
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    """Row-wise L2 normalisation in float32, as a new array (zero rows stay zero)."""
+    out = np.array(x, dtype=np.float32)
+    out /= np.maximum(row_norms(out), 1e-12)
+    return out
 
 
 def prepare(vectors: np.ndarray, center: bool) -> np.ndarray:
-    """Optionally centre on the corpus mean, then normalise, so cosine is a plain dot product."""
-    x = np.asarray(vectors, dtype=np.float32)
-    return normalise(x - x.mean(axis=0) if center else x)
+    """Optionally centre on the corpus mean, then normalise, so cosine is a plain dot product.
+
+    One float32 copy, modified in place: at 50k x 384 each copy is 77 MB."""
+    x = np.array(vectors, dtype=np.float32)
+    if center:
+        x -= x.mean(axis=0)
+    x /= np.maximum(row_norms(x), 1e-12)
+    return x
 
 
 def lexical_matrix(texts: Sequence[str] | None, weight: float) -> sp.csr_matrix | None:
     """Sublinear TF-IDF rows scaled by sqrt(weight), or None when lexical similarity is off."""
     if texts is None or weight <= 0:
         return None
-    from sklearn.feature_extraction.text import TfidfVectorizer
+    from usersnap_channels.themes.text import tfidf_matrix
 
-    vectorizer = TfidfVectorizer(sublinear_tf=True, min_df=2, dtype=np.float32)
     try:
-        matrix = vectorizer.fit_transform(texts)
+        matrix = tfidf_matrix(texts, min_df=2)
     except ValueError:  # empty vocabulary (e.g. tiny corpus): fall back to embeddings only
         return None
     return (matrix * np.float32(np.sqrt(weight))).tocsr()
@@ -89,9 +101,11 @@ def top_k(block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     stride = max(1, min(4, width // (2 * k)))
     sample = block[:, ::stride]
     bound = np.partition(sample, sample.shape[1] - k, axis=1)[:, sample.shape[1] - k]
-    r, c = np.nonzero(block >= bound[:, None])
-    vals = block[r, c]
-    order = np.lexsort((-vals, r))
+    flat = np.flatnonzero(block >= bound[:, None])
+    r, c = np.divmod(flat, width)
+    vals = block.ravel()[flat]
+    # one sort by row, then value descending (ties by column); exact: rows step by 4, values lie in [-1, 1]
+    order = np.argsort(r * 4.0 - vals, kind="stable")
     starts = np.searchsorted(r[order], np.arange(rows))
     pick = order[(starts[:, None] + np.arange(k)).ravel()]
     return c[pick].reshape(rows, k).astype(np.int32), vals[pick].reshape(rows, k)
@@ -119,20 +133,28 @@ def _knn_block(
 
 
 def knn(
-    x: np.ndarray, k: int, lex: sp.csr_matrix | None = None, chunk: int = 512, candidates: int = 64, workers: int = 2
+    x: np.ndarray,
+    k: int,
+    lex: sp.csr_matrix | None = None,
+    chunk: int = 512,
+    candidates: int = 64,
+    workers: int = 2,
+    block_cells: int = 4_000_000,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k neighbours (self excluded) in row blocks; returns (idx, sim).
 
     With a lexical matrix the similarity is cos(x) + lex.lex, re-ranked over the `candidates` nearest
     embedding neighbours only (a full sparse product costs seconds because common words link every pair).
     Blocks run in `workers` threads so one block's top-k selection overlaps another's matrix product.
-    Results do not depend on the thread count.
+    Blocks shrink on big inputs (at most block_cells similarities each), so memory stays bounded.
+    Results do not depend on the thread count or the block size.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     n = len(x)
     k = max(1, min(k, n - 1))
     m = k if lex is None else max(k, min(candidates, n - 1))
+    chunk = max(16, min(chunk, block_cells // max(n, 1)))
     starts = list(range(0, n, chunk))
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         parts = list(pool.map(lambda s: _knn_block(x, lex, s, min(s + chunk, n), k, m), starts))
@@ -226,7 +248,7 @@ def build_graph(vectors: np.ndarray, texts: Sequence[str] | None, params: ThemeP
     """Prepare vectors and compute the hybrid kNN lists once."""
     x = prepare(vectors, params.center)
     lex = lexical_matrix(texts, params.lexical_weight)
-    idx, sim = knn(x, params.k, lex, params.chunk, params.candidates, params.workers)
+    idx, sim = knn(x, params.k, lex, params.chunk, params.candidates, params.workers, params.block_cells)
     if lex is not None:
         sim = sim / np.float32(1 + params.lexical_weight)
     return Graph(x=x, idx=idx, sim=sim)

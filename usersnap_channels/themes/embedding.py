@@ -112,8 +112,15 @@ class Embedder:
 
     Texts are sorted by token length and batched so that padding (and thus CPU time and memory) stays small;
     the CPU memory arena is disabled because it keeps the peak-size buffers alive for the life of the session.
-    Identical texts are embedded once (feedback often repeats verbatim).
+    Identical texts are embedded once (feedback often repeats verbatim). Texts are tokenized TOKENIZE_CHUNK
+    at a time, so memory does not grow with the number of texts.
+
+    Threads: `threads` batches run at once, each on one ONNX thread. Short texts one at a time are too small
+    to split across threads inside an operator (two intra-op threads were slower than one here); whole
+    calls in parallel use both cores, and every vector is still computed exactly as alone.
     """
+
+    TOKENIZE_CHUNK = 4096
 
     def __init__(
         self, max_length: int = 256, batch_size: int = 1, threads: int = 2, integer_matmul: bool = True
@@ -127,12 +134,13 @@ class Embedder:
         model_path, tokenizer_path = model_files()
         self.max_length = max_length
         self.batch_size = batch_size
+        self.threads = max(1, threads)
         self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
         self.tokenizer.enable_truncation(max_length=max_length)
         self.tokenizer.no_padding()
         options = ort.SessionOptions()
         options.enable_cpu_mem_arena = False
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy-wait on shared CPUs
         model = integer_matmul_model(model_path) if integer_matmul else str(model_path)
@@ -157,15 +165,20 @@ class Embedder:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed texts into an (n, 384) float32 array of unit vectors, in input order."""
+        from concurrent.futures import ThreadPoolExecutor
+
         if len(texts) == 0:
             return np.zeros((0, DIM), dtype=np.float32)
         unique, inverse = np.unique(np.asarray([t if t else " " for t in texts], dtype=object), return_inverse=True)
-        encodings = self.tokenizer.encode_batch(list(unique))
         vectors = np.zeros((len(unique), DIM), dtype=np.float32)
-        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            vectors[idx] = self._run_batch([encodings[i] for i in idx])
+        with ThreadPoolExecutor(self.threads) as pool:
+            for start in range(0, len(unique), self.TOKENIZE_CHUNK):
+                encodings = self.tokenizer.encode_batch(list(unique[start : start + self.TOKENIZE_CHUNK]))
+                order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+                batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+                done = pool.map(self._run_batch, [[encodings[i] for i in idx] for idx in batches])
+                for idx, batch_vectors in zip(batches, done, strict=True):
+                    vectors[start + idx] = batch_vectors
         return vectors[inverse.ravel()]
 
     def close(self) -> None:

@@ -175,12 +175,16 @@ def recompute(
     next_id: int,
     texts: Sequence[str] | None = None,
     params: ThemeParams | None = None,
-    margin: float = 0.4,
+    margin: float = 0.3,
     rounds: int = 6,
     merge_cut: float = 0.15,
 ) -> RecomputeResult:
     """Full recompute with id continuity: discover, match to previous ids, then (only when there is a
-    previous assignment) undo weakly supported merges and send borderline points back to their old theme."""
+    previous assignment) undo weakly supported merges and send borderline points back to their old theme.
+
+    margin 0.3 (was 0.4): on Banking77 + 10 % held-out texts, 96 % of the ids stay (0.4: 95.0 %) for an NMI
+    0.002 lower; most of the rest are genuine splits (parts with < 10 % of their graph weight to the old
+    theme), which keep their new id whatever the margin."""
     params = params or ThemeParams()
     g = build_graph(vectors, texts, params)
     labels = discover_on_graph(g, params)

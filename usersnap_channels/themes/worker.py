@@ -6,17 +6,21 @@ and write what comes back. The worker also reports its own peak RSS (the benchma
 
 from __future__ import annotations
 
+import importlib.util
 import multiprocessing
 import os
 import resource
-from collections.abc import Callable, Sequence
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
 
-from usersnap_channels.ingest.workers import exit_with_parent
 from usersnap_channels.themes.discovery import UNASSIGNED
 from usersnap_channels.themes.stability import recompute
 from usersnap_channels.themes.summary import Theme, summarise
@@ -25,19 +29,68 @@ T = TypeVar("T")
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's own peak resident memory in MB.
+
+    Linux: VmHWM, the high-water mark of this process's memory since it started. Not ru_maxrss: that one
+    survives fork and exec, so a spawned worker would report at least its parent's RSS at spawn time (the
+    Dagster process's, not the worker's)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / (1024 if sys.platform == "darwin" else 1)
+
+
+def _exit_with_parent(parent_pid: int, interval_s: float = 0.5) -> None:
+    """Worker initializer: exit once the process that started it is gone (a killed sync must not leave a
+    worker computing for nobody). Kept here, not taken from `ingest.workers`, so a themes worker never loads
+    the import's modules (pyarrow, DuckDB, the HTTP client): ~100 MB of resident memory per worker."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _measured(fn: Callable[..., T], *args: Any) -> tuple[T, float]:
     return fn(*args), peak_rss_mb()
 
 
+@contextmanager
+def _as_main_module() -> Iterator[None]:
+    """While a worker is spawned, present this module as the caller's `__main__`.
+
+    A spawned child first re-imports the parent's main module: under the CLI that is `usersnap-channels`,
+    which loads the CLI and Dagster, +1.4 s and ~100 MB in every themes worker for nothing. Workers only
+    run functions of this package, so this light module is all they need as their main. (Processes start
+    inside `submit` for the spawn method, so the swap lasts only that call.)
+    """
+    main = sys.modules["__main__"]
+    had_spec, spec = hasattr(main, "__spec__"), getattr(main, "__spec__", None)
+    main.__spec__ = importlib.util.find_spec(__name__)
+    try:
+        yield
+    finally:
+        if had_spec:
+            main.__spec__ = spec
+        else:
+            del main.__spec__
+
+
 def run_isolated(fn: Callable[..., T], *args: Any) -> tuple[T, float]:
-    """`fn(*args)` in a fresh spawned process (it exits with this one); returns (result, its peak RSS MB)."""
+    """`fn(*args)` in a fresh spawned process (it exits with this one); returns (result, its peak RSS MB).
+
+    `fn` must be importable by name (a function of a module, not of the caller's `__main__`)."""
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=context, initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
-        return pool.submit(_measured, fn, *args).result()
+    with ProcessPoolExecutor(1, mp_context=context, initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
+        with _as_main_module():
+            future = pool.submit(_measured, fn, *args)
+        return future.result()
 
 
 def embed_texts(texts: Sequence[str]) -> np.ndarray:

@@ -110,11 +110,35 @@ class ChannelVectors:
     submitted_at: list[datetime]
 
 
+#: Rows per Arrow batch when streaming vectors out of DuckDB (8192 x 384 float32 = 12 MB).
+VECTOR_BATCH_ROWS = 8192
+
+
 def channel_vectors(
     con: duckdb.DuckDBPyConnection, channel: str, model: str, *, unthemed_only: bool = False, days=None
 ) -> ChannelVectors:
     """The current embeddings of a channel's data points (optionally only those without a theme, or only
-    those of partitions in `days`)."""
+    those of partitions in `days`), as one float32 array.
+
+    Why two passes: joining and sorting the vectors themselves makes DuckDB hold all of them at once (77 MB
+    at 50k data points), beyond the pipeline's memory_limit (64 MB): an out-of-memory error. So the first
+    pass sorts keys and embedding rowids only, and the second streams the vectors in Arrow batches straight
+    into their rows of a preallocated array; both in one transaction, so rowids cannot move in between.
+    """
+    with transaction(con):
+        table = _embedded_rows(con, channel, model, unthemed_only=unthemed_only, days=days)
+        rowids = table["rowid"].to_numpy()
+        vectors = _vectors_by_rowid(con, model, rowids)
+    return ChannelVectors(
+        keys=list(zip(table["source_id"].to_pylist(), table["feedback_id"].to_pylist(), strict=True)),
+        texts=table["text"].to_pylist(),
+        vectors=vectors,
+        submitted_at=table["submitted_at"].to_pylist(),
+    )
+
+
+def _embedded_rows(con: duckdb.DuckDBPyConnection, channel: str, model: str, *, unthemed_only: bool, days) -> pa.Table:
+    """Keys, texts, submission times and embedding rowids of the channel's embedded data points, in order."""
     where, params = ["d.channel_name = ?"], [model, channel]
     if unthemed_only:
         where.append(
@@ -124,9 +148,9 @@ def channel_vectors(
     if days is not None:
         where.append("d.partition_date BETWEEN ? AND ?")
         params += list(days)
-    table = con.sql(
+    return con.sql(
         f"""
-        SELECT d.source_id, d.feedback_id, d.text, d.submitted_at, e.vector
+        SELECT d.source_id, d.feedback_id, d.text, d.submitted_at, e.rowid
         FROM data_points d JOIN data_point_embeddings e
           ON e.source_id = d.source_id AND e.feedback_id = d.feedback_id AND e.model = ?
              AND e.text_sha256 = sha256(d.text)
@@ -135,14 +159,26 @@ def channel_vectors(
         """,
         params=params,
     ).to_arrow_table()
-    vectors = table["vector"].combine_chunks()
-    flat = vectors.flatten().to_numpy(zero_copy_only=False) if len(vectors) else np.zeros(0, np.float32)
-    return ChannelVectors(
-        keys=list(zip(table["source_id"].to_pylist(), table["feedback_id"].to_pylist(), strict=True)),
-        texts=table["text"].to_pylist(),
-        vectors=flat.astype(np.float32, copy=False).reshape(len(vectors), EMBEDDING_DIM),
-        submitted_at=table["submitted_at"].to_pylist(),
-    )
+
+
+def _vectors_by_rowid(con: duckdb.DuckDBPyConnection, model: str, rowids: np.ndarray) -> np.ndarray:
+    """The vectors of the given embedding rowids, in that order, read as a stream of Arrow batches."""
+    out = np.zeros((len(rowids), EMBEDDING_DIM), dtype=np.float32)
+    if len(rowids) == 0:
+        return out
+    order = np.argsort(rowids, kind="stable")
+    wanted = rowids[order]
+    reader = con.sql(
+        "SELECT rowid, vector FROM data_point_embeddings WHERE model = ? AND rowid BETWEEN ? AND ?",
+        params=[model, int(wanted[0]), int(wanted[-1])],
+    ).to_arrow_reader(VECTOR_BATCH_ROWS)
+    for batch in reader:
+        got = batch.column(0).to_numpy()
+        at = np.minimum(np.searchsorted(wanted, got), len(wanted) - 1)
+        hit = wanted[at] == got
+        flat = batch.column(1).values.to_numpy(zero_copy_only=False)
+        out[order[at[hit]]] = flat.reshape(len(got), EMBEDDING_DIM)[hit]
+    return out
 
 
 def current_assignment(con: duckdb.DuckDBPyConnection, channel: str) -> dict[tuple[str, str], int]:
