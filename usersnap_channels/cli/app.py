@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from usersnap_channels import settings
-from usersnap_channels.cli.common import UsageProblem, dagster_home
+from usersnap_channels.cli.common import Command, Group, UsageProblem, dagster_home, example
 from usersnap_channels.cli.common import db as _db
 from usersnap_channels.cli.common import err as _err
 from usersnap_channels.cli.common import out as _out
@@ -48,6 +48,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=Group,
 )
 
 DISCONNECT_QUESTION = (
@@ -95,7 +96,11 @@ SourceOpt = Annotated[str, typer.Option("--source", help="Source name (unique wi
 YesOpt = Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation (for scripts).")]
 
 
-@app.command()
+@app.command(
+    "projects",
+    cls=Command,
+    epilog=example("usersnap-channels projects --jwt-id-env EU_JWT_ID --jwt-secret-env EU_JWT_SECRET"),
+)
 def projects(
     jwt_id_env: JwtIdEnv = settings.DEFAULT_JWT_ID_ENV,
     jwt_secret_env: JwtSecretEnv = settings.DEFAULT_JWT_SECRET_ENV,
@@ -144,7 +149,14 @@ def _pick_interactively(visible: list[dict[str, Any]]) -> list[Project]:
     return _resolve_projects([str(p["project_id"]) for p in chosen], visible)
 
 
-@app.command()
+@app.command(
+    "connect",
+    cls=Command,
+    epilog=example(
+        'usersnap-channels connect --channel "Product feedback" --source "Main workspace" '
+        '--project "Web App" --backfill 90d'
+    ),
+)
 def connect(
     channel: ChannelOpt,
     source: SourceOpt,
@@ -200,7 +212,9 @@ def connect(
     console.print("Run `usersnap-channels sync` to import now (or let the Dagster sensor do it).")
 
 
-@app.command()
+@app.command(
+    "sync", cls=Command, epilog=example('usersnap-channels sync --channel "Product feedback" --source "Main workspace"')
+)
 def sync(
     channel: Annotated[str | None, typer.Option("--channel", help="Only this channel.")] = None,
     source: Annotated[str | None, typer.Option("--source", help="Only this source.")] = None,
@@ -284,7 +298,9 @@ def _preflight(sources: list[Source]) -> list[Source]:
     return ready
 
 
-@app.command()
+@app.command(
+    "status", cls=Command, epilog=example("USERSNAP_CHANNELS_DB=data/channels.duckdb usersnap-channels status")
+)
 def status() -> None:
     """Every channel and source: state, window, projects, data points, last sync and last error."""
     with _db(read_only=settings.db_path().exists()) as con:
@@ -321,7 +337,14 @@ def status() -> None:
         console.print(table)
 
 
-@app.command("update-credentials")
+@app.command(
+    "update-credentials",
+    cls=Command,
+    epilog=example(
+        'usersnap-channels update-credentials --channel "Product feedback" --source "Main workspace" '
+        "--jwt-id-env NEW_JWT_ID --jwt-secret-env NEW_JWT_SECRET"
+    ),
+)
 def update_credentials_cmd(
     channel: ChannelOpt,
     source: SourceOpt,
@@ -350,7 +373,11 @@ def _confirmed_source(channel: str, source: str, question: str, assume_yes: bool
     return existing
 
 
-@app.command()
+@app.command(
+    "disconnect",
+    cls=Command,
+    epilog=example('usersnap-channels disconnect --channel "Product feedback" --source "Main workspace" --yes'),
+)
 def disconnect(channel: ChannelOpt, source: SourceOpt, yes: YesOpt = False) -> None:
     """Stop ingesting from a source; its data stays in the channel."""
     existing = _confirmed_source(channel, source, DISCONNECT_QUESTION, yes)
@@ -361,7 +388,11 @@ def disconnect(channel: ChannelOpt, source: SourceOpt, yes: YesOpt = False) -> N
     _out().print(f"Disconnected '{source}' from '{channel}'. Its data points remain in the channel.")
 
 
-@app.command()
+@app.command(
+    "delete",
+    cls=Command,
+    epilog=example('usersnap-channels delete --channel "Product feedback" --source "Main workspace" --yes'),
+)
 def delete(channel: ChannelOpt, source: SourceOpt, yes: YesOpt = False) -> None:
     """Remove a source and every data point it imported."""
     existing = _confirmed_source(channel, source, DELETE_QUESTION, yes)
@@ -378,11 +409,13 @@ def delete(channel: ChannelOpt, source: SourceOpt, yes: YesOpt = False) -> None:
 
 
 app.add_typer(themes_app, name="themes")
-app.command()(search)
-app.command()(report)
+app.command(cls=Command, epilog=example('usersnap-channels search "checkout button does nothing" --limit 5'))(search)
+app.command(cls=Command, epilog=example('usersnap-channels report --channel "Product feedback" --out feedback.html'))(
+    report
+)
 
 
-@app.command("dev-server")
+@app.command("dev-server", cls=Command, epilog=example("usersnap-channels dev-server --port 8765 --env-file .dev.env"))
 def dev_server(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8765,
     seed: Annotated[int, typer.Option(help="Seed of the generated workspaces and feedback.")] = 42,

@@ -102,7 +102,8 @@ def read_credentials(jwt_id_env: str, jwt_secret_env: str, *, where: str = "") -
     missing = [name for name in (jwt_id_env, jwt_secret_env) if not os.environ.get(name)]
     if missing:
         raise MissingCredentials(
-            f"Environment variable {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set"
+            f"Environment variable{'' if len(missing) == 1 else 's'} {' and '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not set"
             f"{where}: export the JWT ID and JWT Secret from Settings → API in Usersnap under those names."
         )
     return Credentials(os.environ[jwt_id_env], os.environ[jwt_secret_env], jwt_id_env, jwt_secret_env)
