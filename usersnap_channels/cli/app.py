@@ -25,7 +25,13 @@ from usersnap_channels.defs.resources import MissingCredentials, UsersnapResourc
 from usersnap_channels.ingest.rows import project_rows
 from usersnap_channels.partitions import BACKFILL_WINDOWS, utc_today, window_start
 from usersnap_channels.themes.embedding import ModelFilesError
-from usersnap_channels.usersnap.client import InvalidCredentials, UsersnapClient, UsersnapError, UsersnapUnreachable
+from usersnap_channels.usersnap.client import (
+    InvalidCredentials,
+    UsersnapClient,
+    UsersnapError,
+    UsersnapUnreachable,
+    UsersnapWrongBaseUrl,
+)
 from usersnap_channels.warehouse import themes as themes_store
 from usersnap_channels.warehouse.feedback import replace_usersnap_projects
 from usersnap_channels.warehouse.registry import (
@@ -135,18 +141,43 @@ def _resolve_projects(wanted: list[str], visible: list[dict[str, Any]]) -> list[
     return picked
 
 
+PICKER_HELP = (
+    "Type the numbers of the projects to import, separated by commas (e.g. 1,3), or 'all' for every project. "
+    "Ctrl-C cancels; nothing is connected until you answer."
+)
+
+
+def _parse_pick(answer: str, count: int) -> list[int] | None:
+    """Indexes (0-based) picked by an answer such as '1, 3' or 'all'; None when it is not one."""
+    text = answer.strip().lower()
+    if text == "all":
+        return list(range(count))
+    parts = [x for x in text.replace(" ", "").split(",") if x]
+    if not parts or not all(x.isdigit() and 1 <= int(x) <= count for x in parts):
+        return None
+    return list(dict.fromkeys(int(x) - 1 for x in parts))
+
+
 def _pick_interactively(visible: list[dict[str, Any]]) -> list[Project]:
+    """The terminal picker: asks again after an answer it cannot read (a typo should not end the command)."""
     console = _out()
     for i, p in enumerate(visible, 1):
-        console.print(f"  [{i}] {p.get('name')}  ({p.get('feedback_count', '?')} items)  {p['project_id']}")
-    answer = typer.prompt("Projects to import (numbers separated by commas, or 'all')")
-    if answer.strip().lower() == "all":
-        return [Project(str(p["project_id"]), str(p.get("name"))) for p in visible]
-    try:
-        chosen = [visible[int(x) - 1] for x in answer.replace(" ", "").split(",") if x]
-    except (ValueError, IndexError):
-        raise UsageProblem(f"Not a list of project numbers between 1 and {len(visible)}: {answer!r}") from None
-    return _resolve_projects([str(p["project_id"]) for p in chosen], visible)
+        console.print(
+            f"  [{i}] {p.get('name')}  ({p.get('feedback_count', '?')} items)  {p['project_id']}", markup=False
+        )
+    while True:
+        answer = typer.prompt("Projects to import (numbers separated by commas, 'all', or ? for help)")
+        if answer.strip() == "?":
+            console.print(PICKER_HELP, markup=False)
+            continue
+        picked = _parse_pick(answer, len(visible))
+        if picked is not None:
+            return [Project(str(visible[i]["project_id"]), str(visible[i].get("name"))) for i in picked]
+        console.print(
+            f"Not a list of project numbers between 1 and {len(visible)}, nor 'all': {answer.strip()!r}. "
+            "Try again (? for help).",
+            markup=False,
+        )
 
 
 @app.command(
@@ -169,6 +200,9 @@ def connect(
     jwt_secret_env: JwtSecretEnv = settings.DEFAULT_JWT_SECRET_ENV,
 ) -> None:
     """Check the credentials, pick projects and register a source in a channel."""
+    for flag, value in (("--channel", channel), ("--source", source)):
+        if not value.strip():
+            raise UsageProblem(f"{flag} must not be blank: give the {flag[2:]} a name.")
     if backfill not in BACKFILL_WINDOWS:
         raise UsageProblem(f"--backfill must be one of {', '.join(BACKFILL_WINDOWS)}, not {backfill!r}.")
     if project and all_projects:
@@ -224,10 +258,8 @@ def sync(
 
     with _db() as con:
         sources = list_sources(con, channel=channel, source=source, connected_only=True)
-        if channel and source and not sources:
-            get_source(con, channel, source)  # a clear error when it does not exist at all
-        elif (channel or source) and not list_sources(con, channel=channel, source=source):
-            _unknown_channel_or_source(con, channel, source)
+        if not sources and (channel or source):
+            _no_connected_match(con, channel, source)
     if not sources:
         _out().print("No connected source to sync. Connect one with `usersnap-channels connect`.")
         return
@@ -259,6 +291,21 @@ def sync(
         raise typer.Exit(2)  # a source's key variables are not set: configuration, for the user to fix
     if not outcome.success:
         raise typer.Exit(1)
+
+
+def _no_connected_match(con: duckdb.DuckDBPyConnection, channel: str | None, source: str | None) -> None:
+    """Raise the error for a --channel/--source filter without a connected source: unknown, or disconnected
+    (asked for by name, a disconnected source is a mistake to point out, not an empty success)."""
+    matches = list_sources(con, channel=channel, source=source)
+    if not matches:
+        if channel and source:
+            get_source(con, channel, source)  # a clear error when it does not exist at all
+        _unknown_channel_or_source(con, channel, source)
+    names = " and ".join(s.label for s in matches)
+    raise UsageProblem(
+        f"{names[0].upper()}{names[1:]} {'is' if len(matches) == 1 else 'are'} disconnected: sync skips "
+        "disconnected sources. Run `usersnap-channels connect` with the same --channel and --source to resume."
+    )
 
 
 def _unknown_channel_or_source(con: duckdb.DuckDBPyConnection, channel: str | None, source: str | None) -> None:
@@ -293,6 +340,8 @@ def _preflight(sources: list[Source]) -> list[Source]:
                 f"Cannot reach Usersnap at {settings.base_url()} ({exc}). Check USERSNAP_BASE_URL and your "
                 "network; nothing was synced."
             ) from None
+        except UsersnapWrongBaseUrl as exc:
+            raise UsageProblem(f"{exc}; nothing was synced.") from None
         except UsersnapError:
             pass  # a refused key or a struggling Usersnap: the runs report those per source
     return ready
@@ -303,11 +352,21 @@ def _preflight(sources: list[Source]) -> list[Source]:
 )
 def status() -> None:
     """Every channel and source: state, window, projects, data points, last sync and last error."""
-    with _db(read_only=settings.db_path().exists()) as con:
+    path = settings.db_path().resolve()
+    console = _out()
+    if not path.exists():  # a look must not create a database (a typo in USERSNAP_CHANNELS_DB would)
+        console.print(
+            f"No channels database at {path}: nothing is connected there yet. Connect a source with "
+            "`usersnap-channels connect`, or point USERSNAP_CHANNELS_DB at your database.",
+            markup=False,
+        )
+        return
+    with _db(read_only=True) as con:
         sources = list_sources(con)
         counts = data_point_counts(con)
         channels = [r[0] for r in con.execute("SELECT channel_name FROM channels ORDER BY 1").fetchall()]
-    console = _out()
+    channels = [ch for ch in channels if any(s.channel_name == ch for s in sources)]  # older files' empty ones
+    console.print(f"Channels database: {path}", markup=False)
     if not channels:
         console.print("No channel yet. Connect a source with `usersnap-channels connect`.")
         return
@@ -380,6 +439,15 @@ def _confirmed_source(channel: str, source: str, question: str, assume_yes: bool
 )
 def disconnect(channel: ChannelOpt, source: SourceOpt, yes: YesOpt = False) -> None:
     """Stop ingesting from a source; its data stays in the channel."""
+    with _db(read_only=True) as con:
+        current = get_source(con, channel, source)
+    if not current.connected:
+        since = f" since {current.disconnected_at:%Y-%m-%d %H:%M} UTC" if current.disconnected_at else ""
+        _out().print(
+            f"'{source}' of '{channel}' is already disconnected{since}: nothing changed. Its data points remain; "
+            "`connect` it again to resume, or `delete` it to remove them."
+        )
+        return
     existing = _confirmed_source(channel, source, DISCONNECT_QUESTION, yes)
     if existing is None:
         return
@@ -406,6 +474,8 @@ def delete(channel: ChannelOpt, source: SourceOpt, yes: YesOpt = False) -> None:
         f"Deleted '{source}' from '{channel}': {deleted.get('data_points', 0)} data point(s) and "
         f"{deleted.get('raw_feedback', 0)} raw item(s) removed."
     )
+    if deleted.get("channels"):
+        _out().print(f"Channel '{channel}' had no other source and was removed, with its themes.")
 
 
 app.add_typer(themes_app, name="themes")
