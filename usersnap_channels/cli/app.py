@@ -254,12 +254,12 @@ def sync(
     source: Annotated[str | None, typer.Option("--source", help="Only this source.")] = None,
 ) -> None:
     """Bring every connected source up to date through Dagster (backfill window first, then anything new)."""
-    from usersnap_channels.cli.sync import SyncOutcome, run_sync  # Dagster loads lazily: other commands stay quick
-
-    with _db() as con:
+    with _db() as con:  # first: a database that cannot be opened is the message, before Dagster loads
         sources = list_sources(con, channel=channel, source=source, connected_only=True)
         if not sources and (channel or source):
             _no_connected_match(con, channel, source)
+    from usersnap_channels.cli.sync import SyncOutcome, run_sync  # Dagster loads lazily: other commands stay quick
+
     if not sources:
         _out().print("No connected source to sync. Connect one with `usersnap-channels connect`.")
         return
@@ -348,7 +348,9 @@ def _preflight(sources: list[Source]) -> list[Source]:
 
 
 @app.command(
-    "status", cls=Command, epilog=example("USERSNAP_CHANNELS_DB=data/channels.duckdb usersnap-channels status")
+    "status",
+    cls=Command,
+    epilog=example("usersnap-channels status   (reads $USERSNAP_CHANNELS_DB, else data/channels.duckdb)"),
 )
 def status() -> None:
     """Every channel and source: state, window, projects, data points, last sync and last error."""
