@@ -441,7 +441,7 @@ def _confirmed_source(channel: str, source: str, question: str, assume_yes: bool
 )
 def disconnect(channel: ChannelOpt, source: SourceOpt, yes: YesOpt = False) -> None:
     """Stop ingesting from a source; its data stays in the channel."""
-    with _db(read_only=True) as con:
+    with _db() as con:
         current = get_source(con, channel, source)
     if not current.connected:
         since = f" since {current.disconnected_at:%Y-%m-%d %H:%M} UTC" if current.disconnected_at else ""
