@@ -60,10 +60,11 @@ bench: $(STAMP) chromium
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-# The Dagster UI over the project's local instance (.dagster_home), with the daemon for sensors.
+# The Dagster UI over the project's local instance (.dagster_home), with the daemon for sensors; `make dev PORT=3001`.
+PORT ?= 3000
 dev: $(STAMP)
 	mkdir -p .dagster_home && cp dagster.yaml .dagster_home/dagster.yaml
-	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -w workspace.yaml
+	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -w workspace.yaml -p $(PORT)
 
 clean:
 	rm -rf $(VENV) .dagster_home .demo data .pytest_cache .ruff_cache .hypothesis test-artifacts

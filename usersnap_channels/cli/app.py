@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from usersnap_channels import settings
-from usersnap_channels.cli.common import UsageProblem, dagster_home
+from usersnap_channels.cli.common import Command, Group, UsageProblem, dagster_home, example
 from usersnap_channels.cli.common import db as _db
 from usersnap_channels.cli.common import err as _err
 from usersnap_channels.cli.common import out as _out
@@ -25,7 +25,13 @@ from usersnap_channels.defs.resources import MissingCredentials, UsersnapResourc
 from usersnap_channels.ingest.rows import project_rows
 from usersnap_channels.partitions import BACKFILL_WINDOWS, utc_today, window_start
 from usersnap_channels.themes.embedding import ModelFilesError
-from usersnap_channels.usersnap.client import InvalidCredentials, UsersnapClient, UsersnapError, UsersnapUnreachable
+from usersnap_channels.usersnap.client import (
+    InvalidCredentials,
+    UsersnapClient,
+    UsersnapError,
+    UsersnapUnreachable,
+    UsersnapWrongBaseUrl,
+)
 from usersnap_channels.warehouse import themes as themes_store
 from usersnap_channels.warehouse.feedback import replace_usersnap_projects
 from usersnap_channels.warehouse.registry import (
@@ -48,6 +54,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=Group,
 )
 
 DISCONNECT_QUESTION = (
@@ -95,7 +102,11 @@ SourceOpt = Annotated[str, typer.Option("--source", help="Source name (unique wi
 YesOpt = Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation (for scripts).")]
 
 
-@app.command()
+@app.command(
+    "projects",
+    cls=Command,
+    epilog=example("usersnap-channels projects --jwt-id-env EU_JWT_ID --jwt-secret-env EU_JWT_SECRET"),
+)
 def projects(
     jwt_id_env: JwtIdEnv = settings.DEFAULT_JWT_ID_ENV,
     jwt_secret_env: JwtSecretEnv = settings.DEFAULT_JWT_SECRET_ENV,
@@ -130,21 +141,53 @@ def _resolve_projects(wanted: list[str], visible: list[dict[str, Any]]) -> list[
     return picked
 
 
+PICKER_HELP = (
+    "Type the numbers of the projects to import, separated by commas (e.g. 1,3), or 'all' for every project. "
+    "Ctrl-C cancels; nothing is connected until you answer."
+)
+
+
+def _parse_pick(answer: str, count: int) -> list[int] | None:
+    """Indexes (0-based) picked by an answer such as '1, 3' or 'all'; None when it is not one."""
+    text = answer.strip().lower()
+    if text == "all":
+        return list(range(count))
+    parts = [x for x in text.replace(" ", "").split(",") if x]
+    if not parts or not all(x.isdigit() and 1 <= int(x) <= count for x in parts):
+        return None
+    return list(dict.fromkeys(int(x) - 1 for x in parts))
+
+
 def _pick_interactively(visible: list[dict[str, Any]]) -> list[Project]:
+    """The terminal picker: asks again after an answer it cannot read (a typo should not end the command)."""
     console = _out()
     for i, p in enumerate(visible, 1):
-        console.print(f"  [{i}] {p.get('name')}  ({p.get('feedback_count', '?')} items)  {p['project_id']}")
-    answer = typer.prompt("Projects to import (numbers separated by commas, or 'all')")
-    if answer.strip().lower() == "all":
-        return [Project(str(p["project_id"]), str(p.get("name"))) for p in visible]
-    try:
-        chosen = [visible[int(x) - 1] for x in answer.replace(" ", "").split(",") if x]
-    except (ValueError, IndexError):
-        raise UsageProblem(f"Not a list of project numbers between 1 and {len(visible)}: {answer!r}") from None
-    return _resolve_projects([str(p["project_id"]) for p in chosen], visible)
+        console.print(
+            f"  [{i}] {p.get('name')}  ({p.get('feedback_count', '?')} items)  {p['project_id']}", markup=False
+        )
+    while True:
+        answer = typer.prompt("Projects to import (numbers separated by commas, 'all', or ? for help)")
+        if answer.strip() == "?":
+            console.print(PICKER_HELP, markup=False)
+            continue
+        picked = _parse_pick(answer, len(visible))
+        if picked is not None:
+            return [Project(str(visible[i]["project_id"]), str(visible[i].get("name"))) for i in picked]
+        console.print(
+            f"Not a list of project numbers between 1 and {len(visible)}, nor 'all': {answer.strip()!r}. "
+            "Try again (? for help).",
+            markup=False,
+        )
 
 
-@app.command()
+@app.command(
+    "connect",
+    cls=Command,
+    epilog=example(
+        'usersnap-channels connect --channel "Product feedback" --source "Main workspace" '
+        '--project "Web App" --backfill 90d'
+    ),
+)
 def connect(
     channel: ChannelOpt,
     source: SourceOpt,
@@ -157,6 +200,9 @@ def connect(
     jwt_secret_env: JwtSecretEnv = settings.DEFAULT_JWT_SECRET_ENV,
 ) -> None:
     """Check the credentials, pick projects and register a source in a channel."""
+    for flag, value in (("--channel", channel), ("--source", source)):
+        if not value.strip():
+            raise UsageProblem(f"{flag} must not be blank: give the {flag[2:]} a name.")
     if backfill not in BACKFILL_WINDOWS:
         raise UsageProblem(f"--backfill must be one of {', '.join(BACKFILL_WINDOWS)}, not {backfill!r}.")
     if project and all_projects:
@@ -200,20 +246,20 @@ def connect(
     console.print("Run `usersnap-channels sync` to import now (or let the Dagster sensor do it).")
 
 
-@app.command()
+@app.command(
+    "sync", cls=Command, epilog=example('usersnap-channels sync --channel "Product feedback" --source "Main workspace"')
+)
 def sync(
     channel: Annotated[str | None, typer.Option("--channel", help="Only this channel.")] = None,
     source: Annotated[str | None, typer.Option("--source", help="Only this source.")] = None,
 ) -> None:
     """Bring every connected source up to date through Dagster (backfill window first, then anything new)."""
+    with _db() as con:  # first: a database that cannot be opened is the message, before Dagster loads
+        sources = list_sources(con, channel=channel, source=source, connected_only=True)
+        if not sources and (channel or source):
+            _no_connected_match(con, channel, source)
     from usersnap_channels.cli.sync import SyncOutcome, run_sync  # Dagster loads lazily: other commands stay quick
 
-    with _db() as con:
-        sources = list_sources(con, channel=channel, source=source, connected_only=True)
-        if channel and source and not sources:
-            get_source(con, channel, source)  # a clear error when it does not exist at all
-        elif (channel or source) and not list_sources(con, channel=channel, source=source):
-            _unknown_channel_or_source(con, channel, source)
     if not sources:
         _out().print("No connected source to sync. Connect one with `usersnap-channels connect`.")
         return
@@ -245,6 +291,21 @@ def sync(
         raise typer.Exit(2)  # a source's key variables are not set: configuration, for the user to fix
     if not outcome.success:
         raise typer.Exit(1)
+
+
+def _no_connected_match(con: duckdb.DuckDBPyConnection, channel: str | None, source: str | None) -> None:
+    """Raise the error for a --channel/--source filter without a connected source: unknown, or disconnected
+    (asked for by name, a disconnected source is a mistake to point out, not an empty success)."""
+    matches = list_sources(con, channel=channel, source=source)
+    if not matches:
+        if channel and source:
+            get_source(con, channel, source)  # a clear error when it does not exist at all
+        _unknown_channel_or_source(con, channel, source)
+    names = " and ".join(s.label for s in matches)
+    raise UsageProblem(
+        f"{names[0].upper()}{names[1:]} {'is' if len(matches) == 1 else 'are'} disconnected: sync skips "
+        "disconnected sources. Run `usersnap-channels connect` with the same --channel and --source to resume."
+    )
 
 
 def _unknown_channel_or_source(con: duckdb.DuckDBPyConnection, channel: str | None, source: str | None) -> None:
@@ -279,19 +340,35 @@ def _preflight(sources: list[Source]) -> list[Source]:
                 f"Cannot reach Usersnap at {settings.base_url()} ({exc}). Check USERSNAP_BASE_URL and your "
                 "network; nothing was synced."
             ) from None
+        except UsersnapWrongBaseUrl as exc:
+            raise UsageProblem(f"{exc}; nothing was synced.") from None
         except UsersnapError:
             pass  # a refused key or a struggling Usersnap: the runs report those per source
     return ready
 
 
-@app.command()
+@app.command(
+    "status",
+    cls=Command,
+    epilog=example("usersnap-channels status   (reads $USERSNAP_CHANNELS_DB, else data/channels.duckdb)"),
+)
 def status() -> None:
     """Every channel and source: state, window, projects, data points, last sync and last error."""
-    with _db(read_only=settings.db_path().exists()) as con:
+    path = settings.db_path().resolve()
+    console = _out()
+    if not path.exists():  # a look must not create a database (a typo in USERSNAP_CHANNELS_DB would)
+        console.print(
+            f"No channels database at {path}: nothing is connected there yet. Connect a source with "
+            "`usersnap-channels connect`, or point USERSNAP_CHANNELS_DB at your database.",
+            markup=False,
+        )
+        return
+    with _db(read_only=True) as con:
         sources = list_sources(con)
         counts = data_point_counts(con)
         channels = [r[0] for r in con.execute("SELECT channel_name FROM channels ORDER BY 1").fetchall()]
-    console = _out()
+    channels = [ch for ch in channels if any(s.channel_name == ch for s in sources)]  # older files' empty ones
+    console.print(f"Channels database: {path}", markup=False)
     if not channels:
         console.print("No channel yet. Connect a source with `usersnap-channels connect`.")
         return
@@ -321,7 +398,14 @@ def status() -> None:
         console.print(table)
 
 
-@app.command("update-credentials")
+@app.command(
+    "update-credentials",
+    cls=Command,
+    epilog=example(
+        'usersnap-channels update-credentials --channel "Product feedback" --source "Main workspace" '
+        "--jwt-id-env NEW_JWT_ID --jwt-secret-env NEW_JWT_SECRET"
+    ),
+)
 def update_credentials_cmd(
     channel: ChannelOpt,
     source: SourceOpt,
@@ -350,9 +434,22 @@ def _confirmed_source(channel: str, source: str, question: str, assume_yes: bool
     return existing
 
 
-@app.command()
+@app.command(
+    "disconnect",
+    cls=Command,
+    epilog=example('usersnap-channels disconnect --channel "Product feedback" --source "Main workspace" --yes'),
+)
 def disconnect(channel: ChannelOpt, source: SourceOpt, yes: YesOpt = False) -> None:
     """Stop ingesting from a source; its data stays in the channel."""
+    with _db() as con:
+        current = get_source(con, channel, source)
+    if not current.connected:
+        since = f" since {current.disconnected_at:%Y-%m-%d %H:%M} UTC" if current.disconnected_at else ""
+        _out().print(
+            f"'{source}' of '{channel}' is already disconnected{since}: nothing changed. Its data points remain; "
+            "`connect` it again to resume, or `delete` it to remove them."
+        )
+        return
     existing = _confirmed_source(channel, source, DISCONNECT_QUESTION, yes)
     if existing is None:
         return
@@ -361,7 +458,11 @@ def disconnect(channel: ChannelOpt, source: SourceOpt, yes: YesOpt = False) -> N
     _out().print(f"Disconnected '{source}' from '{channel}'. Its data points remain in the channel.")
 
 
-@app.command()
+@app.command(
+    "delete",
+    cls=Command,
+    epilog=example('usersnap-channels delete --channel "Product feedback" --source "Main workspace" --yes'),
+)
 def delete(channel: ChannelOpt, source: SourceOpt, yes: YesOpt = False) -> None:
     """Remove a source and every data point it imported."""
     existing = _confirmed_source(channel, source, DELETE_QUESTION, yes)
@@ -375,14 +476,18 @@ def delete(channel: ChannelOpt, source: SourceOpt, yes: YesOpt = False) -> None:
         f"Deleted '{source}' from '{channel}': {deleted.get('data_points', 0)} data point(s) and "
         f"{deleted.get('raw_feedback', 0)} raw item(s) removed."
     )
+    if deleted.get("channels"):
+        _out().print(f"Channel '{channel}' had no other source and was removed, with its themes.")
 
 
 app.add_typer(themes_app, name="themes")
-app.command()(search)
-app.command()(report)
+app.command(cls=Command, epilog=example('usersnap-channels search "checkout button does nothing" --limit 5'))(search)
+app.command(cls=Command, epilog=example('usersnap-channels report --channel "Product feedback" --out feedback.html'))(
+    report
+)
 
 
-@app.command("dev-server")
+@app.command("dev-server", cls=Command, epilog=example("usersnap-channels dev-server --port 8765 --env-file .dev.env"))
 def dev_server(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8765,
     seed: Annotated[int, typer.Option(help="Seed of the generated workspaces and feedback.")] = 42,

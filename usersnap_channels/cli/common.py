@@ -8,9 +8,11 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import duckdb
 from rich.console import Console
+from typer.core import TyperCommand, TyperGroup
 
 from usersnap_channels import settings
 from usersnap_channels.warehouse.connection import DatabaseBusy, open_database
@@ -28,13 +30,47 @@ def err() -> Console:
     return Console(stderr=True, width=None if sys.stderr.isatty() else 160, soft_wrap=True, highlight=False)
 
 
+def _plain_flags(params: list[Any]) -> list[Any]:
+    """Flags take no value, so the help shows none: typer's rich help prints every option's type (`--yes
+    <bool>`) unless the option has a metavar; an empty one leaves the column blank."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+def example(command_line: str) -> str:
+    """A command's epilog: one example a user can copy (the help is where people look first)."""
+    return f"Example:  {command_line}"
+
+
+class Command(TyperCommand):
+    """Every command of the CLI: flags shown as `--yes`, not `--yes <bool>`."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_flags(super().get_params(ctx))
+
+
+class Group(TyperGroup):
+    """The CLI and its command groups: flags shown as `--yes`, not `--yes <bool>`."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain_flags(super().get_params(ctx))
+
+
 @contextmanager
 def db(read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
     """The channels DuckDB file, with clear messages for the usual ways opening it fails."""
     path = settings.db_path()
     if read_only and not path.exists():
         raise UsageProblem(f"No channels database at {path} yet: run `usersnap-channels connect` first.")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # read-only file system, a file where a folder should be, no permission
+        raise UsageProblem(
+            f"Cannot create the folder of the DuckDB file {path} ({exc.strerror or exc}). Point "
+            "USERSNAP_CHANNELS_DB at a file in a folder you can write to."
+        ) from None
     try:
         con = open_database(str(path), read_only=read_only, wait_s=settings.load().lock_timeout_s)
     except DatabaseBusy as exc:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from usersnap_channels.cli.common import UsageProblem, dagster_home, db, err, out
+from usersnap_channels.cli.common import Command, Group, UsageProblem, dagster_home, db, err, example, out
 from usersnap_channels.partitions import utc_today
 from usersnap_channels.themes.trends import format_growth, top_themes, unassigned_share
 from usersnap_channels.warehouse import themes as store
@@ -17,6 +17,8 @@ themes_app = typer.Typer(
     help="Recompute every channel's themes (ids of surviving themes kept) and print the top ones.",
     invoke_without_command=True,
     no_args_is_help=False,
+    cls=Group,
+    epilog=example('usersnap-channels themes --channel "Product feedback" --top 5'),
 )
 
 ChannelFilter = Annotated[str | None, typer.Option("--channel", help="Only this channel.")]
@@ -76,7 +78,11 @@ def print_channel(con, channel: str, top: int) -> None:
     out().print(table)
 
 
-@themes_app.command("rename")
+@themes_app.command(
+    "rename",
+    cls=Command,
+    epilog=example('usersnap-channels themes rename 3 "Checkout errors" --channel "Product feedback"'),
+)
 def rename(
     theme_id: Annotated[int, typer.Argument(help="The theme's id (first column of `themes`).")],
     label: Annotated[str, typer.Argument(help="The new name; an empty string goes back to the automatic one.")],

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
 import requests
@@ -67,6 +68,11 @@ class UsersnapRequestError(UsersnapError):
     """A request that failed for good: a 4xx we cannot fix by retrying, or retries exhausted."""
 
 
+class UsersnapWrongBaseUrl(UsersnapRequestError):
+    """A 404 from a base URL that is not the API root (no `/v0.1`, or `/projects` itself not found): about
+    USERSNAP_BASE_URL, not about the key or a project."""
+
+
 class UsersnapUnreachable(UsersnapRequestError):
     """Retries exhausted without ever getting a connection (refused, unknown host, connect timeout): most
     likely a wrong USERSNAP_BASE_URL or no network, rather than a flaky Usersnap."""
@@ -102,7 +108,8 @@ def read_credentials(jwt_id_env: str, jwt_secret_env: str, *, where: str = "") -
     missing = [name for name in (jwt_id_env, jwt_secret_env) if not os.environ.get(name)]
     if missing:
         raise MissingCredentials(
-            f"Environment variable {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set"
+            f"Environment variable{'' if len(missing) == 1 else 's'} {' and '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not set"
             f"{where}: export the JWT ID and JWT Secret from Settings → API in Usersnap under those names."
         )
     return Credentials(os.environ[jwt_id_env], os.environ[jwt_secret_env], jwt_id_env, jwt_secret_env)
@@ -211,6 +218,10 @@ class UsersnapClient:
         self._sleep = sleep
         self._token_lifetime_s = token_lifetime_s
         self.requests_made = 0
+
+    def _api_root(self) -> bool:
+        """Whether the base URL's path ends with the API version, as every Usersnap API root does."""
+        return urlsplit(self.base_url).path.rstrip("/").endswith("/v0.1")
 
     def __repr__(self) -> str:
         return f"UsersnapClient(base_url={self.base_url!r}, {self._credentials.describe()})"
@@ -324,6 +335,12 @@ class UsersnapClient:
                         problem = f"unparsable or truncated response body ({len(content)} bytes)"
                 elif status == 401:
                     raise InvalidCredentials(f"{self._credentials.describe()} was refused while {what}")
+                elif status == 404 and (not self._api_root() or path == "/projects"):
+                    raise UsersnapWrongBaseUrl(
+                        f"Usersnap answered 404 ({_error_message(content)}) while {what}: USERSNAP_BASE_URL "
+                        f"{self.base_url} is not the API root; it should end with /v0.1 "
+                        "(e.g. https://platform.usersnap.com/v0.1)"
+                    )
                 elif status in (403, 404):
                     raise UsersnapAccessError(
                         f"Usersnap answered {status} ({_error_message(content)}) while {what}: the key "

@@ -171,8 +171,10 @@ def record_sync(
 
 
 def delete_source(con: duckdb.DuckDBPyConnection, source: Source) -> dict[str, int]:
-    """Remove the source, its registry rows and every row it imported, in one transaction.
-    Returns rows deleted per table."""
+    """Remove the source, its registry rows and every row it imported, in one transaction; a channel left
+    without any source goes too, with its themes, trends, names and history (an empty channel is only
+    noise in `status`, and its themes would describe data that is gone). Returns rows deleted per table
+    (`channels` is 1 when the channel was removed)."""
     deleted: dict[str, int] = {}
     tables = (*FEEDBACK_TABLES, "usersnap_projects", "source_projects")
     with transaction(con):
@@ -180,7 +182,24 @@ def delete_source(con: duckdb.DuckDBPyConnection, source: Source) -> dict[str, i
             row = con.execute(f"DELETE FROM {table} WHERE source_id = ?", [source.source_id]).fetchone()
             deleted[table] = int(row[0]) if row else 0
         con.execute("DELETE FROM sources WHERE source_id = ?", [source.source_id])
+        if not con.execute("SELECT 1 FROM sources WHERE channel_name = ?", [source.channel_name]).fetchone():
+            for table in _channel_tables(con):
+                row = con.execute(f"DELETE FROM {table} WHERE channel_name = ?", [source.channel_name]).fetchone()
+                deleted[table] = deleted.get(table, 0) + (int(row[0]) if row else 0)
     return deleted
+
+
+def _channel_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every base table keyed by channel name (the themes' tables included), `channels` last."""
+    names = [
+        r[0]
+        for r in con.execute(
+            "SELECT c.table_name FROM information_schema.columns c JOIN information_schema.tables t "
+            "USING (table_schema, table_name) WHERE c.column_name = 'channel_name' "
+            "AND t.table_type = 'BASE TABLE' AND c.table_name NOT IN ('sources', 'channels') ORDER BY 1"
+        ).fetchall()
+    ]
+    return [*names, "channels"]
 
 
 def _optional_tables(con: duckdb.DuckDBPyConnection) -> list[str]:

@@ -121,6 +121,7 @@ def test_delete_asks_then_removes_every_row_of_that_source_only(env, two_sources
     assert confirmed.returncode == 0, confirmed.stderr
     assert confirmed.stdout.startswith(DELETE.format(source="Globex") + " [y/N]: ")
     assert all(not counts for counts in snapshot(db).values())
+    assert f"Channel '{CHANNEL}' had no other source and was removed" in confirmed.stdout
     con = connect(db)
-    assert con.execute("SELECT channel_name FROM channels").fetchall() == [(CHANNEL,)]
+    assert con.execute("SELECT channel_name FROM channels").fetchall() == []  # no empty channel left behind
     con.close()
