@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -9,7 +10,16 @@ from contextlib import contextmanager
 
 import duckdb
 
-from usersnap_channels.warehouse.schema import SCHEMA_SQL
+from usersnap_channels.warehouse.schema import (
+    SCHEMA_FINGERPRINT,
+    SCHEMA_SQL,
+    TABLES,
+    VIEWS_SQL,
+    comment_sql,
+    comments,
+)
+
+log = logging.getLogger(__name__)
 
 
 class DatabaseBusy(Exception):
@@ -55,8 +65,80 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create every table that does not exist yet (cheap; safe to call on every connection)."""
-    con.execute(SCHEMA_SQL)
+    """Bring the file up to the schema module: tables, keys, comments and views, never dropping a row.
+
+    It runs on every read-write connection, so the usual case is one lookup of `schema_version`; a new
+    file, or one made by an earlier release, is brought up to date in one transaction."""
+    if _applied_fingerprint(con) == SCHEMA_FINGERPRINT:
+        return
+    try:
+        with transaction(con):
+            con.execute(SCHEMA_SQL)
+            complete = _add_constraints(con)
+            con.execute(VIEWS_SQL)
+            _apply_comments(con)
+            if complete:
+                con.execute("DELETE FROM schema_version")
+                con.execute("INSERT INTO schema_version VALUES (?, now())", [SCHEMA_FINGERPRINT])
+    except duckdb.TransactionException:
+        # another connection of this process brought the file up to date at the same moment
+        if _applied_fingerprint(con) != SCHEMA_FINGERPRINT:
+            raise
+
+
+def _applied_fingerprint(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The fingerprint the file was last brought up to; None for a new file or an earlier release's."""
+    try:
+        row = con.execute("SELECT max(fingerprint) FROM schema_version").fetchone()
+    except duckdb.CatalogException:
+        return None
+    return row[0] if row else None
+
+
+def _add_constraints(con: duckdb.DuckDBPyConnection) -> bool:
+    """Give tables made by an earlier release their primary key and unique indexes. A table whose rows
+    break a key keeps every row and goes without it (logged; retried on the next open): False then."""
+    have = {
+        r[0]
+        for r in con.execute(
+            "SELECT table_name FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY' "
+            "AND database_name = current_database() AND schema_name = 'main'"
+        ).fetchall()
+    }
+    complete = True
+    for table in TABLES.values():
+        wanted = list(zip(table.unique, table.index_ddl(), strict=True))
+        if table.primary_key and table.name not in have:
+            wanted.insert(
+                0, (table.primary_key, f"ALTER TABLE {table.name} ADD PRIMARY KEY ({', '.join(table.primary_key)})")
+            )
+        for cols, statement in wanted:
+            dupes = con.execute(
+                f"SELECT count(*) FROM (SELECT 1 FROM {table.name} GROUP BY {', '.join(cols)} HAVING count(*) > 1)"
+            ).fetchone()[0]
+            if dupes:
+                log.warning("%s has %d duplicate (%s): no key added", table.name, dupes, ", ".join(cols))
+                complete = False
+            else:
+                con.execute(statement)
+    return complete
+
+
+def _apply_comments(con: duckdb.DuckDBPyConnection) -> None:
+    """`COMMENT ON` every table, column and view whose comment differs from the schema module's text."""
+    current = {
+        (r[0], r[1]): r[2]
+        for r in con.execute(
+            "SELECT table_name, NULL, comment FROM duckdb_tables() WHERE database_name = current_database() "
+            "UNION ALL SELECT view_name, NULL, comment FROM duckdb_views() WHERE database_name = current_database() "
+            "UNION ALL SELECT table_name, column_name, comment FROM duckdb_columns() "
+            "WHERE database_name = current_database()"
+        ).fetchall()
+    }
+    wanted = comments()
+    for key, statement in comment_sql().items():
+        if current.get(key) != wanted[key]:
+            con.execute(statement)
 
 
 def open_database(path: str, *, read_only: bool = False, wait_s: float = 0.0) -> duckdb.DuckDBPyConnection:

@@ -6,6 +6,7 @@ reference are all derived from `TABLES`, so they cannot drift apart.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -32,14 +33,33 @@ class Table:
     grain: str
     description: str
     columns: tuple[Column, ...]
+    #: Columns of the PRIMARY KEY (what the README promises unique), empty for none.
+    primary_key: tuple[str, ...] = ()
+    #: Further unique column sets, enforced by unique indexes (an existing file can gain those).
+    unique: tuple[tuple[str, ...], ...] = ()
 
     @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
 
+    @property
+    def comment(self) -> str:
+        """The table's `COMMENT`: the README's heading and paragraph in one sentence."""
+        return f"One row per {self.grain}. {self.description}"
+
     def ddl(self) -> str:
-        cols = ",\n    ".join(f"{c.name} {c.sql_type}{'' if c.nullable else ' NOT NULL'}" for c in self.columns)
-        return f"CREATE TABLE IF NOT EXISTS {self.name} (\n    {cols}\n);"
+        cols = [f"{c.name} {c.sql_type}{'' if c.nullable else ' NOT NULL'}" for c in self.columns]
+        if self.primary_key:
+            cols.append(f"PRIMARY KEY ({', '.join(self.primary_key)})")
+        body = ",\n    ".join(cols)
+        return f"CREATE TABLE IF NOT EXISTS {self.name} (\n    {body}\n);"
+
+    def index_ddl(self) -> list[str]:
+        """`CREATE UNIQUE INDEX` for each `unique` column set (also valid on a table that already exists)."""
+        return [
+            f"CREATE UNIQUE INDEX IF NOT EXISTS {self.name}_{'_'.join(cols)}_key ON {self.name} ({', '.join(cols)});"
+            for cols in self.unique
+        ]
 
     def arrow_schema(self) -> pa.Schema:
         return pa.schema([pa.field(c.name, _ARROW_TYPES[c.sql_type], nullable=c.nullable) for c in self.columns])
@@ -94,6 +114,7 @@ TABLES: dict[str, Table] = {
                 C("channel_name", "VARCHAR", "The channel's name, unique.", False),
                 C("created_at", "TIMESTAMPTZ", "When the channel was created.", False),
             ),
+            primary_key=("channel_name",),
         ),
         Table(
             "sources",
@@ -113,6 +134,8 @@ TABLES: dict[str, Table] = {
                 C("last_synced_at", "TIMESTAMPTZ", "End of the last sync in which every day of it succeeded."),
                 C("last_error", "VARCHAR", "The last sync's error for this source; NULL after a clean sync."),
             ),
+            primary_key=("source_id",),
+            unique=(("channel_name", "source_name"),),
         ),
         Table(
             "source_projects",
@@ -153,6 +176,7 @@ TABLES: dict[str, Table] = {
                 C("item", "JSON", "The item's JSON, never-imported fields removed, numbers with every digit.", False),
                 C("fetched_at", "TIMESTAMPTZ", "When this copy was fetched.", False),
             ),
+            primary_key=("source_id", "feedback_id"),
         ),
         Table(
             "data_points",
@@ -176,6 +200,7 @@ TABLES: dict[str, Table] = {
                 C("imported_at", "TIMESTAMPTZ", "When this row was written.", False),
                 _PARTITION_DATE,
             ),
+            primary_key=("source_id", "feedback_id"),
         ),
         Table(
             "data_point_turns",
@@ -338,6 +363,16 @@ TABLES: dict[str, Table] = {
                 C("run_id", "VARCHAR", "The Dagster run that imported it."),
             ),
         ),
+        Table(
+            "schema_version",
+            "database",
+            "Bookkeeping: the fingerprint of the tables, constraints, comments and views this file was last "
+            "brought up to. Opening the file compares it and changes nothing when it matches.",
+            (
+                C("fingerprint", "VARCHAR", "sha256 prefix of the schema's DDL, comments and views.", False),
+                C("applied_at", "TIMESTAMPTZ", "When the file was brought up to it.", False),
+            ),
+        ),
     )
 }
 
@@ -373,21 +408,100 @@ def growth_sql(today: str) -> str:
 
 
 _UTC_TODAY = "(now() AT TIME ZONE 'UTC')::DATE"
-#: Views for analysts (created with the tables): growth and emerging themes as of the current UTC day, and
-#: the numeric fields of data points as numbers (the report's ratings and NPS).
-VIEWS: dict[str, str] = {
-    "emerging_themes": growth_sql(_UTC_TODAY),
-    # `data_point_fields` with a typed value: the numeric fields as DOUBLE (the lossless text stays in `value`)
-    "data_point_numbers": """
-        SELECT source_id, feedback_id, name, origin, value, TRY_CAST(value AS DOUBLE) AS number
-        FROM data_point_fields WHERE value_type = 'number'
-    """,
+
+
+@dataclass(frozen=True)
+class View:
+    """A view for analysts: created with the tables, documented in the README and as its `COMMENT`."""
+
+    name: str
+    description: str
+    sql: str
+
+
+#: The views an analyst reaches for first (replaced whenever the schema's fingerprint changes).
+VIEWS: dict[str, View] = {
+    v.name: v
+    for v in (
+        View(
+            "data_points_wide",
+            "Every column of `data_points` plus `fields`, a `MAP(VARCHAR, VARCHAR)` of the data point's "
+            "`data_point_fields` keyed by origin and name (`fields['form.Rating']`, `fields['custom_data.user.id']`; "
+            "`{}` when it has none): any field name works, no pivot to rebuild.",
+            """
+            SELECT dp.*, coalesce(f.fields, MAP {}::MAP(VARCHAR, VARCHAR)) AS fields
+            FROM data_points dp LEFT JOIN (
+                SELECT source_id, feedback_id, map_from_entries(list((origin || '.' || name, value))) AS fields
+                FROM data_point_fields GROUP BY source_id, feedback_id
+            ) f USING (source_id, feedback_id)
+            """,
+        ),
+        View(
+            "data_point_conversation",
+            "The turns of every data point in order (`turn` 1, 2, …) with the data point's channel, source, "
+            "project, `feedback_number`, `submitted_at` and `link`; ordered by `submitted_at`, data point and turn.",
+            """
+            SELECT dp.channel_name, dp.source_id, dp.source_name, dp.project_id, dp.project_name, dp.feedback_id,
+                   dp.feedback_number, dp.submitted_at, dp.link, t.turn, t.label, t.text
+            FROM data_point_turns t JOIN data_points dp USING (source_id, feedback_id)
+            ORDER BY dp.submitted_at, dp.source_id, dp.feedback_id, t.turn
+            """,
+        ),
+        View(
+            "data_point_numbers",
+            "`data_point_fields` with a typed value: the numeric fields with `number` as DOUBLE (the lossless "
+            "text stays in `value`); the report's ratings and NPS.",
+            """
+            SELECT source_id, feedback_id, name, origin, value, TRY_CAST(value AS DOUBLE) AS number
+            FROM data_point_fields WHERE value_type = 'number'
+            """,
+        ),
+        View(
+            "emerging_themes",
+            "Growth of every active theme as of the current UTC day: data points in the last 7 days against the "
+            "weekly average of the 28 before (`growth`, NULL when none before), and whether it is `emerging`.",
+            growth_sql(_UTC_TODAY),
+        ),
+    )
 }
 
 
-SCHEMA_SQL = "\n".join(
-    [*(t.ddl() for t in TABLES.values()), *(f"CREATE VIEW IF NOT EXISTS {n} AS {sql};" for n, sql in VIEWS.items())]
-)
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def comment_sql() -> dict[tuple[str, str | None], str]:
+    """`COMMENT ON` statement per (table or view, column or None): the README's text, in the database."""
+    statements: dict[tuple[str, str | None], str] = {}
+    for table in TABLES.values():
+        statements[(table.name, None)] = f"COMMENT ON TABLE {table.name} IS {_quote(table.comment)};"
+        for c in table.columns:
+            statements[(table.name, c.name)] = f"COMMENT ON COLUMN {table.name}.{c.name} IS {_quote(c.description)};"
+    for view in VIEWS.values():
+        statements[(view.name, None)] = f"COMMENT ON VIEW {view.name} IS {_quote(view.description)};"
+    return statements
+
+
+def comments() -> dict[tuple[str, str | None], str]:
+    """The comment text per (table or view, column or None), as `duckdb_tables()`/`duckdb_columns()` show it."""
+    texts: dict[tuple[str, str | None], str] = {}
+    for table in TABLES.values():
+        texts[(table.name, None)] = table.comment
+        texts.update({(table.name, c.name): c.description for c in table.columns})
+    texts.update({(v.name, None): v.description for v in VIEWS.values()})
+    return texts
+
+
+#: Every table (CREATE IF NOT EXISTS: never touches an existing table's rows).
+SCHEMA_SQL = "\n".join(t.ddl() for t in TABLES.values())
+#: Views, replaced on every schema change (a view holds no rows).
+VIEWS_SQL = "\n".join(f"CREATE OR REPLACE VIEW {v.name} AS {v.sql};" for v in VIEWS.values())
+#: What `schema_version` records: a change to any table, key, comment or view changes it.
+SCHEMA_FINGERPRINT = hashlib.sha256(
+    "\n".join(
+        [SCHEMA_SQL, VIEWS_SQL, *comment_sql().values(), *(i for t in TABLES.values() for i in t.index_ddl())]
+    ).encode()
+).hexdigest()[:16]
 
 
 def markdown() -> str:
@@ -398,7 +512,12 @@ def markdown() -> str:
         parts.append("| column | type | meaning |\n|---|---|---|")
         for c in table.columns:
             parts.append(f"| `{c.name}` | {c.sql_type}{'' if c.nullable else ' NOT NULL'} | {c.description} |")
-        parts.append("")
+        keys = [f"primary key `({', '.join(table.primary_key)})`"] if table.primary_key else []
+        keys += [f"unique `({', '.join(cols)})`" for cols in table.unique]
+        parts.append(f"\nConstraints: {'; '.join(keys)}.\n" if keys else "")
+    parts.append("#### Views\n\n| view | what it shows |\n|---|---|")
+    parts.extend(f"| `{v.name}` | {v.description} |" for v in VIEWS.values())
+    parts.append("")
     return "\n".join(parts)
 
 

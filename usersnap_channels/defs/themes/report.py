@@ -9,7 +9,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from usersnap_channels import settings
-from usersnap_channels.defs.tables import DUCKDB_POOL
+from usersnap_channels.defs.tables import DUCKDB_POOL, table_metadata
 from usersnap_channels.defs.themes.assets import GROUP, theme_trends
 from usersnap_channels.partitions import utc_today
 from usersnap_channels.report.ratings import named_fields
@@ -30,6 +30,7 @@ PREVIEW_THEMES = 10
     description="One self-contained HTML page per channel (themes ranked by size with examples, trend lines, "
     "emerging themes, ratings and NPS, filters that recompute everything offline), written to the reports "
     "folder next to the DuckDB file; `usersnap-channels report` writes the same page on demand.",
+    metadata=table_metadata(None),
 )
 def theme_report(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
     config = settings.load()

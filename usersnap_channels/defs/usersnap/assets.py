@@ -9,7 +9,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from usersnap_channels.defs.resources import UsersnapResource
-from usersnap_channels.defs.tables import DUCKDB_POOL, partition_days, table_metadata
+from usersnap_channels.defs.tables import DUCKDB_POOL, partition_days, table_metadata, table_row_counts
 from usersnap_channels.defs.usersnap.config import FeedbackImportConfig
 from usersnap_channels.defs.usersnap.partitions import feedback_daily_partitions
 from usersnap_channels.ingest.importer import import_units
@@ -22,14 +22,19 @@ from usersnap_channels.warehouse.feedback import replace_usersnap_projects, sync
 from usersnap_channels.warehouse.registry import Source, list_sources, record_sync
 
 GROUP = "usersnap"
+#: Tables no asset writes (the CLI keeps the registry; opening the file keeps `schema_version`): their
+#: columns are shown on `usersnap_projects`, the first asset, which reads the registry.
+REGISTRY_TABLES = ("channels", "sources", "source_projects", "schema_version")
 
 
 @dg.asset(
     group_name=GROUP,
     kinds={"duckdb", "python"},
     pool=DUCKDB_POOL,
-    description="The Usersnap projects each connected source's key can see (table `usersnap_projects`).",
-    metadata=table_metadata("usersnap_projects"),
+    description="The Usersnap projects each connected source's key can see (table `usersnap_projects`). "
+    "Its metadata also shows the registry it reads (`channels`, `sources`, `source_projects`, written by the "
+    "CLI) and `schema_version`.",
+    metadata=table_metadata("usersnap_projects", *REGISTRY_TABLES),
 )
 def usersnap_projects(
     context: dg.AssetExecutionContext, usersnap: UsersnapResource, duckdb: DuckDBResource
@@ -83,7 +88,7 @@ _FEEDBACK_DESCRIPTIONS = {
     "backfill window shows as Missing but is not applicable: nothing is imported for it.",
 }
 _FEEDBACK_DEPS = {"raw_feedback": ["usersnap_projects"], "data_points": ["raw_feedback"]}
-_SATELLITES = ("data_point_turns", "data_point_fields", "rejected_items")
+_SATELLITES = ("data_point_turns", "data_point_fields", "rejected_items", "sync_state")
 
 
 @dg.multi_asset(
@@ -164,6 +169,8 @@ def usersnap_feedback(
             "rejected_items": report.rejected,
         },
     }
+    with duckdb.get_connection() as con:
+        rows["data_points"].update(table_row_counts(con, ("data_points", *_SATELLITES)))
     for name in FEEDBACK_ASSETS:
         metadata = {**common, **rows[name]}
         if first_day == last_day:  # one partition: the rows written are that partition's rows
