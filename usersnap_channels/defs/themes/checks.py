@@ -1,6 +1,5 @@
 """Asset check: the trend lines add up to exactly the themed data points."""
 
-
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 

@@ -1,6 +1,5 @@
 """A daily full recompute of every channel's themes (between recomputes, syncs only assign)."""
 
-
 import dagster as dg
 
 from usersnap_channels.defs.jobs import themes_job, themes_run_config
