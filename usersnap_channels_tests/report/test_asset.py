@@ -18,8 +18,9 @@ from usersnap_channels_tests.report.conftest import EMAIL_ANYWHERE
 
 
 def test_the_asset_follows_theme_trends_and_writes_each_channels_report(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, instance: dg.DagsterInstance
 ) -> None:
+    # (with a live instance: resolving definitions can otherwise reach one an earlier test disposed of)
     monkeypatch.delenv("USERSNAP_CHANNELS_REPORT_DIR", raising=False)
     monkeypatch.setenv("USERSNAP_CHANNELS_THEMES", "on")
     db = tmp_path / "data" / "channels.duckdb"
@@ -32,7 +33,7 @@ def test_the_asset_follows_theme_trends_and_writes_each_channels_report(
     graph = build_definitions(database=str(db)).resolve_asset_graph()
     assert graph.get(dg.AssetKey("theme_report")).parent_keys == {dg.AssetKey("theme_trends")}
 
-    result = dg.materialize([theme_report], resources={"duckdb": channels_duckdb(str(db))})
+    result = dg.materialize([theme_report], resources={"duckdb": channels_duckdb(str(db))}, instance=instance)
     assert result.success
     metadata = result.asset_materializations_for_node("theme_report")[0].metadata
     path = tmp_path / "data" / "reports" / "product-feedback.html"
