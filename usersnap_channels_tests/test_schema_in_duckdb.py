@@ -200,3 +200,17 @@ def test_data_point_conversation_lists_turns_in_order_with_their_data_point(tmp_
         assert [(r[0], r[1]) for r in view] == [("fb2", 1), ("fb1", 1), ("fb1", 2)]
     finally:
         con.close()
+
+
+def test_an_up_to_date_file_leaves_its_connection_free_for_arrow_hand_off(tmp_path: Path) -> None:
+    """ensure_schema's look-up must not leave a half-read result: DuckDB 2 then refuses `register`."""
+    import pyarrow as pa
+
+    db = str(tmp_path / "x.duckdb")
+    connect(db).close()  # created and brought up to date
+    con = connect(db)  # up to date: only the look-up runs
+    try:
+        con.register("_rows", pa.table({"a": [1, 2]}))
+        assert con.execute("SELECT sum(a) FROM _rows").fetchall() == [(3,)]
+    finally:
+        con.close()

@@ -89,7 +89,9 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
 def _applied_fingerprint(con: duckdb.DuckDBPyConnection) -> str | None:
     """The fingerprint the file was last brought up to; None for a new file or an earlier release's."""
     try:
-        row = con.execute("SELECT max(fingerprint) FROM schema_version").fetchone()
+        # fetchall, not fetchone: DuckDB 2 keeps a half-read result open on the connection, and the caller's
+        # next `register` (Arrow hand-off) would then fail with ResourceInUseException
+        row = next(iter(con.execute("SELECT max(fingerprint) FROM schema_version").fetchall()), None)
     except duckdb.CatalogException:
         return None
     return row[0] if row else None
@@ -115,7 +117,7 @@ def _add_constraints(con: duckdb.DuckDBPyConnection) -> bool:
         for cols, statement in wanted:
             dupes = con.execute(
                 f"SELECT count(*) FROM (SELECT 1 FROM {table.name} GROUP BY {', '.join(cols)} HAVING count(*) > 1)"
-            ).fetchone()[0]
+            ).fetchall()[0][0]
             if dupes:
                 log.warning("%s has %d duplicate (%s): no key added", table.name, dupes, ", ".join(cols))
                 complete = False
