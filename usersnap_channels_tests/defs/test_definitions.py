@@ -52,3 +52,12 @@ def test_dagster_definitions_validate_passes(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "All code locations passed validation" in result.stdout + result.stderr
+
+
+def test_loading_the_definitions_leaves_the_heavy_libraries_for_the_steps_that_use_them() -> None:
+    """Every process that loads the definitions (each run, the daemon, the code server) pays for what they
+    import: the clustering (scipy), the model (onnxruntime) and the report (Altair, Jinja2) load in their steps."""
+    heavy = ("scipy", "sknetwork", "onnxruntime", "tokenizers", "altair", "jinja2", "sklearn")
+    code = f"import sys, usersnap_channels.definitions; print([m for m in {heavy!r} if m in sys.modules])"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"

@@ -22,7 +22,6 @@ from usersnap_channels import settings
 from usersnap_channels.defs.tables import DUCKDB_POOL, partition_days, table_metadata
 from usersnap_channels.defs.usersnap.partitions import feedback_daily_partitions
 from usersnap_channels.partitions import utc_today
-from usersnap_channels.themes import service
 from usersnap_channels.themes.trends import markdown_table, top_themes, unassigned_share
 from usersnap_channels.warehouse import themes as store
 from usersnap_channels.warehouse.connection import ensure_schema
@@ -68,6 +67,8 @@ def _theme_step(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg
     first, last = partition_days(context)
     with duckdb.get_connection() as con:
         ensure_schema(con)
+    from usersnap_channels.themes import service  # imported when run: scipy and the clustering cost ~25 MB
+
     report = service.theme_step(duckdb.get_connection, (first, last))
     with duckdb.get_connection() as con:
         per_day = store.themed_per_day(con, (first, last))
@@ -120,6 +121,8 @@ def themes(context: dg.AssetExecutionContext, config: ThemesConfig, duckdb: Duck
     if not settings.load().themes:
         return _skipped(context)
     force = config.reason if config.recompute else None
+    from usersnap_channels.themes import service  # imported when run: scipy and the clustering cost ~25 MB
+
     report = service.refresh_all(duckdb.get_connection, channel=config.channel, force=force)
     with duckdb.get_connection() as con:
         channels = store.channels_in(con)

@@ -12,8 +12,6 @@ from usersnap_channels import settings
 from usersnap_channels.defs.tables import DUCKDB_POOL, table_metadata
 from usersnap_channels.defs.themes.assets import GROUP, theme_trends
 from usersnap_channels.partitions import utc_today
-from usersnap_channels.report.ratings import named_fields
-from usersnap_channels.report.render import build, write
 from usersnap_channels.themes.trends import markdown_table
 from usersnap_channels.warehouse import report as store
 
@@ -37,6 +35,11 @@ def theme_report(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> d
     if not config.themes:
         context.log.info("Themes are off (USERSNAP_CHANNELS_THEMES=off): no report.")
         return dg.MaterializeResult(metadata={"skipped": "USERSNAP_CHANNELS_THEMES=off"})
+    # imported when run, not when definitions load: Altair and Jinja2 would add ~25 MB to every process
+    # that loads the definitions (the import's own run, the daemon, the code server)
+    from usersnap_channels.report.ratings import named_fields
+    from usersnap_channels.report.render import build, write
+
     paths, sections = {}, []
     with duckdb.get_connection() as con:
         for channel in store.channels(con):
