@@ -33,7 +33,8 @@ def _schemas_in_metadata(specs: list[dg.AssetSpec]) -> dict[str, dg.TableSchema]
     return found
 
 
-def test_every_table_shows_its_columns_in_some_assets_metadata(tmp_path: Path) -> None:
+def test_every_table_shows_its_columns_in_some_assets_metadata(tmp_path: Path, instance: dg.DagsterInstance) -> None:
+    # (a live instance: resolving definitions can otherwise reach one an earlier test disposed of)
     found = _schemas_in_metadata(_specs(str(tmp_path / "x.duckdb")))
     for table in schema.TABLES.values():
         assert table.name in found, table.name
@@ -41,7 +42,8 @@ def test_every_table_shows_its_columns_in_some_assets_metadata(tmp_path: Path) -
         assert [c.type for c in found[table.name].columns] == [c.sql_type for c in table.columns], table.name
 
 
-def test_every_asset_names_its_storage_and_table(tmp_path: Path) -> None:
+def test_every_asset_names_its_storage_and_table(tmp_path: Path, instance: dg.DagsterInstance) -> None:
+    # (a live instance: resolving definitions can otherwise reach one an earlier test disposed of)
     specs = _specs(str(tmp_path / "x.duckdb"))
     assert specs
     for spec in specs:
