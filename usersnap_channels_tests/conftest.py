@@ -22,6 +22,18 @@ from usersnap_channels.warehouse.registry import Project, Source, connect_source
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _no_leftover_defs_state_storage() -> Iterator[None]:
+    """Each test starts with no current Dagster defs-state storage. Dagster keeps the storage of the last
+    instance entered in a context variable; one left behind by an instance an earlier test in the same
+    worker disposed of makes building definitions fail ("undefined DagsterInstance weakref"), depending
+    on test order. Test hygiene only: a real process enters one instance and keeps it."""
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    with set_defs_state_storage(None):
+        yield
+
+
 @pytest.fixture
 def devserver() -> Iterator[DevServer]:
     """A small dev server: 2 workspaces, 5 projects, 40 days of ~3 items per project and day."""
