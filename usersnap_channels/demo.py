@@ -79,52 +79,17 @@ def main() -> None:
 def _connect_sources(console: Console, env: dict[str, str]) -> None:
     """Check both dev keys, then connect their projects to the demo channel (as a user would)."""
     for workspace in ("ACME", "GLOBEX"):
-        _run(
-            console,
-            env,
-            "projects",
-            "--jwt-id-env",
-            f"{workspace}_JWT_ID",
-            "--jwt-secret-env",
-            f"{workspace}_JWT_SECRET",
-        )
-    _run(
-        console,
-        env,
-        "connect",
-        "--channel",
-        CHANNEL,
-        "--source",
-        "Acme workspace",
-        "--jwt-id-env",
-        "ACME_JWT_ID",
-        "--jwt-secret-env",
-        "ACME_JWT_SECRET",
-        "--project",
-        "Web App",
-        "--project",
-        "Mobile App",
-        "--project",
-        "Checkout",
-        "--backfill",
-        "90d",
-    )
-    _run(
-        console,
-        env,
-        "connect",
-        "--channel",
-        CHANNEL,
-        "--source",
-        "Globex workspace",
-        "--jwt-id-env",
-        "GLOBEX_JWT_ID",
-        "--jwt-secret-env",
-        "GLOBEX_JWT_SECRET",
-        "--all-projects",
-        "--backfill",
-        "90d",
-    )
+        _run(console, env, "projects", *_keys(workspace))
+    acme_projects = ("--project", "Web App", "--project", "Mobile App", "--project", "Checkout")
+    _run(console, env, "connect", "--channel", CHANNEL, "--source", "Acme workspace", *_keys("ACME"),
+         *acme_projects, "--backfill", "90d")  # fmt: skip
+    _run(console, env, "connect", "--channel", CHANNEL, "--source", "Globex workspace", *_keys("GLOBEX"),
+         "--all-projects", "--backfill", "90d")  # fmt: skip
+
+
+def _keys(workspace: str) -> tuple[str, ...]:
+    """The flags naming a dev workspace's two key variables (their values stay in the environment)."""
+    return ("--jwt-id-env", f"{workspace}_JWT_ID", "--jwt-secret-env", f"{workspace}_JWT_SECRET")
 
 
 def _print_next_steps(console: Console, report: Path) -> None:
