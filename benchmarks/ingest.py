@@ -184,17 +184,17 @@ def peak_rss_mb() -> float:
 
 def record_worker_rss() -> list[float]:
     """The peak RSS each themes worker reports, as the themes step runs them (same process)."""
-    from usersnap_channels.themes import service
+    from usersnap_channels.themes.worker import IsolatedWorker
 
     seen: list[float] = []
-    original = service.run_isolated
+    original = IsolatedWorker.run
 
-    def recording(fn, *args):
-        result, rss = original(fn, *args)
+    def recording(self, fn, *args):
+        result, rss = original(self, fn, *args)
         seen.append(rss)
         return result, rss
 
-    service.run_isolated = recording
+    IsolatedWorker.run = recording
     return seen
 
 

@@ -24,7 +24,15 @@ import numpy as np
 
 from usersnap_channels.themes.assign import DEFAULT_THRESHOLD, assign_nearest
 from usersnap_channels.themes.embedding import MODEL_NAME
-from usersnap_channels.themes.worker import RecomputeJob, RecomputeOutcome, embed_texts, recompute_themes, run_isolated
+from usersnap_channels.themes.worker import (
+    CLUSTERING_MODULES,
+    IsolatedWorker,
+    RecomputeJob,
+    RecomputeOutcome,
+    embed_texts,
+    recompute_themes,
+    run_isolated,
+)
 from usersnap_channels.warehouse import themes as store
 
 ConnectionFactory = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
@@ -111,15 +119,16 @@ def drift_reason(con: duckdb.DuckDBPyConnection, channel: str) -> str | None:
 def recompute_channel(connection: ConnectionFactory, channel: str, reason: str, report: StepReport) -> int:
     """A full recompute of one channel's themes on its stored embeddings; ids of surviving themes kept."""
     started = time.monotonic()
-    with connection() as con:
-        data = store.channel_vectors(con, channel, MODEL_NAME)
-        job = RecomputeJob(
-            data.keys, data.texts, data.vectors, store.current_assignment(con, channel), store.next_theme_id(con)
-        )
-    if len(job.keys) < MIN_DATA_POINTS:
-        return 0
-    _progress(f"Finding the themes of {channel} in {len(job.keys)} data point(s)")
-    outcome, rss = run_isolated(recompute_themes, job)
+    with IsolatedWorker(warm=CLUSTERING_MODULES) as worker:  # starts while the inputs are read
+        with connection() as con:
+            data = store.channel_vectors(con, channel, MODEL_NAME)
+            job = RecomputeJob(
+                data.keys, data.texts, data.vectors, store.current_assignment(con, channel), store.next_theme_id(con)
+            )
+        if len(job.keys) < MIN_DATA_POINTS:
+            return 0
+        _progress(f"Finding the themes of {channel} in {len(job.keys)} data point(s)")
+        outcome, rss = worker.run(recompute_themes, job)
     report.worker_rss_mb = max(report.worker_rss_mb, rss)
     with connection() as con:
         _write_outcome(con, channel, job, outcome, reason, time.monotonic() - started)
