@@ -63,16 +63,17 @@ def _measured(fn: Callable[..., T], *args: Any) -> tuple[T, float]:
 
 @contextmanager
 def _as_main_module() -> Iterator[None]:
-    """While a worker is spawned, present this module as the caller's `__main__`.
+    """While a worker is spawned, present `worker_main` as the caller's `__main__`.
 
     A spawned child first re-imports the parent's main module: under the CLI that is `usersnap-channels`,
     which loads the CLI and Dagster, +1.4 s and ~100 MB in every themes worker for nothing. Workers only
-    run functions of this package, so this light module is all they need as their main. (Processes start
-    inside `submit` for the spawn method, so the swap lasts only that call.)
+    run functions of this package, so a light module is all they need as their main, and it runs before
+    anything else in the worker (see `worker_main`). (Processes start inside `submit` for the spawn method,
+    so the swap lasts only that call.)
     """
     main = sys.modules["__main__"]
     had_spec, spec = hasattr(main, "__spec__"), getattr(main, "__spec__", None)
-    main.__spec__ = importlib.util.find_spec(__name__)
+    main.__spec__ = importlib.util.find_spec("usersnap_channels.themes.worker_main")
     try:
         yield
     finally:
