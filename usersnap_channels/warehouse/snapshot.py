@@ -40,9 +40,10 @@ def refresh_snapshot(con: duckdb.DuckDBPyConnection, database: str | os.PathLike
 
     `con` is a read-write connection to `database`: holding it keeps every other process from writing while
     the file is copied, and its CHECKPOINT first moves the write-ahead log into the file, so the file alone is
-    the whole database. A byte copy is ~10x faster than DuckDB's `COPY FROM DATABASE` (which re-encodes every
-    table) and gives the same rows. The copy is written to a temporary name, flushed to disk, then renamed
-    over the snapshot; any failure removes the temporary file and leaves the previous snapshot in place.
+    the whole database. A byte copy is ~15x faster than DuckDB's `COPY FROM DATABASE` (which re-encodes every
+    table: 0.07 s against 1.1 s for the 64 MB file of the 50,000-item benchmark) and gives the same rows.
+    The copy is written to a temporary name, flushed to disk, then renamed over the snapshot; any failure
+    removes the temporary file and leaves the previous snapshot in place.
     """
     started = time.monotonic()
     source = Path(database)
