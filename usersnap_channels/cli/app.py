@@ -47,6 +47,7 @@ from usersnap_channels.warehouse.registry import (
     set_disconnected,
     update_credentials,
 )
+from usersnap_channels.warehouse.snapshot import refresh_snapshot, snapshot_path
 
 app = typer.Typer(
     name="usersnap-channels",
@@ -472,6 +473,8 @@ def delete(channel: ChannelOpt, source: SourceOpt, yes: YesOpt = False) -> None:
         deleted = delete_source(con, existing)
         themes_store.refresh_theme_stats(con, channel)  # its data points leave their themes and trends
         themes_store.refresh_trends(con, channel)
+        if snapshot_path(settings.db_path()).exists():  # the analysts' copy must not keep what was deleted
+            refresh_snapshot(con, settings.db_path())
     _out().print(
         f"Deleted '{source}' from '{channel}': {deleted.get('data_points', 0)} data point(s) and "
         f"{deleted.get('raw_feedback', 0)} raw item(s) removed."

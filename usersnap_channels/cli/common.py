@@ -16,6 +16,14 @@ from typer.core import TyperCommand, TyperGroup
 
 from usersnap_channels import settings
 from usersnap_channels.warehouse.connection import DatabaseBusy, open_database
+from usersnap_channels.warehouse.snapshot import snapshot_path
+
+#: How an analyst keeps a session open without holding up a sync (DuckDB: one writer, and no writer while
+#: another process has the file open, even read-only).
+_AVOID_LOCKS = (
+    "To query while syncs run, open the snapshot {snapshot} instead (read-only, refreshed after every sync, "
+    "never in a sync's way), or close your session on the database when you are done."
+)
 
 
 class UsageProblem(Exception):
@@ -71,12 +79,23 @@ def db(read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
             f"Cannot create the folder of the DuckDB file {path} ({exc.strerror or exc}). Point "
             "USERSNAP_CHANNELS_DB at a file in a folder you can write to."
         ) from None
+    wait_s = settings.load().lock_timeout_s
+
+    def waiting(holder: str) -> None:
+        err().print(
+            f"The DuckDB file {path} is held by another program{holder}; waiting up to {wait_s:g} s for it. "
+            + _AVOID_LOCKS.format(snapshot=snapshot_path(path)),
+            markup=False,
+        )
+
     try:
-        con = open_database(str(path), read_only=read_only, wait_s=settings.load().lock_timeout_s)
+        con = open_database(str(path), read_only=read_only, wait_s=wait_s, on_wait=waiting)
     except DatabaseBusy as exc:
         raise UsageProblem(
             f"The DuckDB file {path} is locked by another program{exc.holder} (a running sync, or a "
-            "tool such as the DuckDB CLI holding it open). Close that program or wait for it, then retry."
+            "tool such as the DuckDB CLI or a notebook holding it open) and was not released within "
+            f"{wait_s:g} s (USERSNAP_CHANNELS_LOCK_TIMEOUT_S). Close that program or wait for it, then retry. "
+            + _AVOID_LOCKS.format(snapshot=snapshot_path(path))
         ) from None
     except duckdb.IOException as exc:
         raise UsageProblem(

@@ -18,7 +18,7 @@ import dagster as dg
 
 from usersnap_channels import settings
 from usersnap_channels.definitions import build_definitions
-from usersnap_channels.defs.compat import free_pool_slots
+from usersnap_channels.defs.compat import execute_as_launched, free_pool_slots, remote_job_origin
 from usersnap_channels.defs.jobs import (
     TRIGGER_TAG,
     import_config,
@@ -27,6 +27,7 @@ from usersnap_channels.defs.jobs import (
     themes_run_config,
     usersnap_sync_job,
 )
+from usersnap_channels.defs.provenance import scope_tags
 from usersnap_channels.ingest.importer import ImportProgress, add_progress_listener, remove_progress_listener
 from usersnap_channels.ingest.plan import plan_units
 from usersnap_channels.partitions import PARTITIONS_START, utc_today
@@ -99,11 +100,17 @@ def run_sync(
         tracker = _Tracker(progress_bar)
         add_progress_listener(tracker)
         try:
-            result = defs.resolve_job_def(usersnap_sync_job.name).execute_in_process(
+            result = execute_as_launched(
+                defs.resolve_job_def(usersnap_sync_job.name),
                 instance=instance,
                 run_config=import_config(source_ids, only_missing=True, workers=workers, loggers=QUIET_LOGGERS),
-                tags={**range_tags(first, last), TRIGGER_TAG: "cli-sync", **process_tags},
-                raise_on_error=False,
+                tags={
+                    **range_tags(first, last),
+                    TRIGGER_TAG: "cli-sync",
+                    **process_tags,
+                    **scope_tags(database, sources),
+                },
+                origin=remote_job_origin(usersnap_sync_job.name, workspace_file()),
             )
         finally:
             remove_progress_listener(tracker)
@@ -115,6 +122,14 @@ def run_sync(
     outcome.items = tracker.last.items if tracker.last else 0
     outcome.seconds = time.monotonic() - started
     return outcome
+
+
+def workspace_file() -> Path | None:
+    """The project's workspace.yaml (searching up from the working directory), whose code location a sync's
+    runs are recorded under, as if launched from the UI; None outside the project."""
+    return next(
+        (p / "workspace.yaml" for p in (Path.cwd(), *Path.cwd().parents) if (p / "workspace.yaml").exists()), None
+    )
 
 
 def release_dead_sync_runs(instance: dg.DagsterInstance) -> list[str]:
@@ -204,17 +219,24 @@ def run_themes(*, instance_home: Path, channel: str | None, show_progress: bool,
     """One in-process run of `themes_job` with a full recompute (ids kept); returns its run id, raises
     `ThemesFailed` with the run's error when it fails."""
     os.environ["DAGSTER_HOME"] = str(instance_home)
-    defs = build_definitions(database=database or str(settings.db_path()))
+    database = database or str(settings.db_path())
+    defs = build_definitions(database=database)
     status = _ThemesStatus() if show_progress else None
     if status is not None:
         add_themes_listener(status)
     try:
         with dg.DagsterInstance.get() as instance:
-            result = defs.resolve_job_def(themes_job.name).execute_in_process(
+            result = execute_as_launched(
+                defs.resolve_job_def(themes_job.name),
                 instance=instance,
                 run_config=themes_run_config(recompute=True, reason="manual", channel=channel, loggers=QUIET_LOGGERS),
-                tags={TRIGGER_TAG: "cli-themes", PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()},
-                raise_on_error=False,
+                tags={
+                    TRIGGER_TAG: "cli-themes",
+                    PID_TAG: str(os.getpid()),
+                    HOST_TAG: socket.gethostname(),
+                    **scope_tags(database),
+                },
+                origin=remote_job_origin(themes_job.name, workspace_file()),
             )
     finally:
         if status is not None:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import duckdb
@@ -51,6 +51,16 @@ class ImportProgress:
 
 
 @dataclass
+class DayCounts:
+    """What one UTC day of an import did: its units written, items fetched, data points and rejected items."""
+
+    units: int = 0
+    items: int = 0
+    data_points: int = 0
+    rejected: int = 0
+
+
+@dataclass
 class ImportReport:
     units_planned: int = 0
     units_written: int = 0
@@ -61,6 +71,8 @@ class ImportReport:
     fields: int = 0
     requests: int = 0
     per_source: dict[str, int] = field(default_factory=dict)
+    #: Each day's own counts, so a multi-day run's per-partition metadata is true per day.
+    per_day: dict[date, DayCounts] = field(default_factory=dict)
     source_errors: dict[str, str] = field(default_factory=dict)
     #: (source_id, message) of every unit that failed for a reason other than the source's credentials.
     unit_errors: list[tuple[str, str]] = field(default_factory=list)
@@ -164,6 +176,11 @@ class _ImportRun:
         items = sum(counts.items for _, counts in outcome.done)
         for unit, counts in outcome.done:
             self.report.per_source[unit.source_id] = self.report.per_source.get(unit.source_id, 0) + counts.items
+            day = self.report.per_day.setdefault(unit.day, DayCounts())
+            day.units += 1
+            day.items += counts.items
+            day.data_points += counts.data_points
+            day.rejected += counts.rejected
         self.report.items += items
         self.report.requests += outcome.requests
         if outcome.done:

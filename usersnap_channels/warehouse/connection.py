@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import duckdb
@@ -143,12 +143,16 @@ def _apply_comments(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(statement)
 
 
-def open_database(path: str, *, read_only: bool = False, wait_s: float = 0.0) -> duckdb.DuckDBPyConnection:
+def open_database(
+    path: str, *, read_only: bool = False, wait_s: float = 0.0, on_wait: Callable[[str], None] | None = None
+) -> duckdb.DuckDBPyConnection:
     """A connection to the file, waiting up to `wait_s` while another program holds it (then `DatabaseBusy`).
 
+    `on_wait(holder)` is called once, when the wait starts, so a person knows what they are waiting for.
     Read-write connections get the schema; read-only ones skip DDL. Other errors propagate unchanged.
     """
     deadline = time.monotonic() + wait_s
+    waiting = False
     while True:
         try:
             con = duckdb.connect(path, read_only=read_only)
@@ -159,6 +163,9 @@ def open_database(path: str, *, read_only: bool = False, wait_s: float = 0.0) ->
                 raise
             if time.monotonic() >= deadline:
                 raise DatabaseBusy(path, holder) from None
+            if not waiting and on_wait is not None:
+                on_wait(holder)
+            waiting = True
             time.sleep(0.1)
     if not read_only:
         ensure_schema(con)

@@ -178,6 +178,33 @@ def held_counts(
     return {UnitKey(r[0], r[1], r[2]): (int(r[3]), int(r[4])) for r in rows}
 
 
+class DayRows(NamedTuple):
+    """What DuckDB holds for one UTC day: the rows of that day's partition of each feedback asset."""
+
+    raw_feedback: int
+    data_points: int
+    rejected: int
+
+
+def rows_per_day(con: duckdb.DuckDBPyConnection, first: date, last: date) -> dict[date, DayRows]:
+    """Rows held per UTC day in [first, last] (days holding nothing are absent), in one scan per table: each
+    partition's own row count, for its materialization metadata."""
+    rows = con.execute(
+        """
+        SELECT partition_date, sum(raw)::BIGINT, sum(dp)::BIGINT, sum(rej)::BIGINT FROM (
+            SELECT partition_date, count(*) AS raw, 0 AS dp, 0 AS rej FROM raw_feedback
+            WHERE partition_date BETWEEN $1 AND $2 GROUP BY ALL
+            UNION ALL SELECT partition_date, 0, count(*), 0 FROM data_points
+            WHERE partition_date BETWEEN $1 AND $2 GROUP BY ALL
+            UNION ALL SELECT partition_date, 0, 0, count(*) FROM rejected_items
+            WHERE partition_date BETWEEN $1 AND $2 GROUP BY ALL
+        ) GROUP BY ALL
+        """,
+        [first, last],
+    ).fetchall()
+    return {r[0]: DayRows(int(r[1]), int(r[2]), int(r[3])) for r in rows}
+
+
 def replace_usersnap_projects(con: duckdb.DuckDBPyConnection, source_id: str, rows: pa.Table) -> int:
     """The projects one key can see now (`usersnap_projects` rows), replacing what it could see before."""
     with transaction(con):

@@ -46,3 +46,26 @@ def test_the_pool_slots_of_a_dead_run_can_still_be_freed(instance: dg.DagsterIns
     assert compat.free_pool_slots(instance, "dead-run") is True
     assert storage.get_concurrency_info("compat_pool").active_slot_count == 0  # ... until it is freed
     assert storage.claim_concurrency_slot("compat_pool", "next-run", "step").is_claimed
+
+
+@dg.asset
+def plain() -> None:
+    """An unpartitioned asset for a job to run."""
+
+
+def test_a_job_can_still_run_in_process_as_a_run_of_its_code_location(instance: dg.DagsterInstance) -> None:
+    from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
+
+    defs = dg.Definitions(assets=[plain], jobs=[dg.define_asset_job("plain_job", selection=[plain])])
+    origin = compat.remote_job_origin("plain_job")
+    result = compat.execute_as_launched(
+        defs.resolve_job_def("plain_job"), instance=instance, run_config={}, tags={"mine": "yes"}, origin=origin
+    )
+    assert result.success
+    run = instance.get_run_by_id(result.run_id)
+    assert run.remote_job_origin == origin and run.tags["mine"] == "yes"
+    # the job page's query: by job name and the repository label Dagster stores for a run with an origin
+    label = f"{compat.REPOSITORY_NAME}@{compat.LOCATION_NAME}"
+    found = instance.get_runs(filters=dg.RunsFilter(job_name="plain_job", tags={REPOSITORY_LABEL_TAG: label}))
+    assert [r.run_id for r in found] == [result.run_id]
+    assert instance.get_latest_materialization_event(dg.AssetKey("plain")).run_id == result.run_id

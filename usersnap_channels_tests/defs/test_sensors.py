@@ -3,6 +3,8 @@ the runs they request executed for real into a DuckDB file."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, time, timedelta
@@ -14,6 +16,7 @@ from dagster_duckdb import DuckDBResource
 
 from usersnap_channels.definitions import build_definitions
 from usersnap_channels.defs.jobs import RANGE_END_TAG, RANGE_START_TAG, feedback_import_job, import_config
+from usersnap_channels.defs.provenance import CHANNELS_TAG, DATABASE_KEY, SOURCES_TAG
 from usersnap_channels.defs.resources import UsersnapResource
 from usersnap_channels.defs.usersnap.schedules import usersnap_late_arrivals_schedule
 from usersnap_channels.defs.usersnap.sensors import (
@@ -122,6 +125,10 @@ def test_connect_backfill_new_items_run_exactly_the_new_rows(env, devserver: Dev
         "usersnap_feedback": {"config": {"only_missing": True, "source_ids": [acme.source_id], "workers": 4}}
     }
     assert backfill.run_key
+    # which file and which sources, before the run even starts
+    assert backfill.tags[DATABASE_KEY] == os.path.abspath(db)
+    assert json.loads(backfill.tags[SOURCES_TAG]) == ["Product feedback / Acme"]
+    assert json.loads(backfill.tags[CHANNELS_TAG]) == ["Product feedback"]
     # requested once: the next tick, before the run has even started, asks for nothing
     assert ticker.tick()[0] == []
     assert ticker.execute(backfill).success
@@ -328,5 +335,7 @@ def test_the_daily_schedule_reimports_the_last_three_days(env, devserver: DevSer
         "source_ids": [acme.source_id],
         "workers": 4,
     }
+    assert request.tags[DATABASE_KEY] == os.path.abspath(db)
+    assert json.loads(request.tags[SOURCES_TAG]) == ["Product feedback / Acme"]
     assert ticker.execute(request).success
     assert late["feedback_id"] in db_ids(db, acme.source_id)

@@ -3,6 +3,7 @@ subprocess. Every assertion is checked against a direct computation from the tab
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import duckdb
 import numpy as np
 
 from usersnap_channels.definitions import build_definitions
+from usersnap_channels.defs.provenance import DATABASE_KEY
 from usersnap_channels.defs.themes.assets import EMBEDDED_TAG, WORKER_RSS_TAG
 from usersnap_channels.devserver import DevServer
 from usersnap_channels.partitions import partition_key, utc_today, window_start
@@ -90,6 +92,7 @@ def test_an_import_embeds_themes_and_trends_its_days(themes_on, instance, devser
         assert metadata["dagster/partition_row_count"].value == per_day.get(partition_key(day), 0)
         empty = query(db, "SELECT count(*) FROM data_points WHERE partition_date = ? AND trim(text) = ''", [day])
         assert metadata["empty_texts"].value == empty[0][0]
+        assert metadata[DATABASE_KEY].value == os.path.abspath(db)
     # the step's run-level figures are on the run
     tags = instance.get_run_by_id(result.run_id).tags
     assert int(tags[EMBEDDED_TAG]) == with_text and 100 < int(tags[WORKER_RSS_TAG]) < 2000

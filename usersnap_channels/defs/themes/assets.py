@@ -19,6 +19,8 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from usersnap_channels import settings
+from usersnap_channels.defs.provenance import channels_tag, database_metadata, scope_tags, tag_run
+from usersnap_channels.defs.snapshot import refresh_if_last_writer
 from usersnap_channels.defs.tables import DUCKDB_POOL, partition_days, table_metadata
 from usersnap_channels.defs.usersnap.partitions import feedback_daily_partitions
 from usersnap_channels.partitions import utc_today
@@ -63,7 +65,7 @@ with warnings.catch_warnings():
 def _theme_step(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
     """Embed and assign the run's days; each day's own counts on its partition, run figures on the run."""
     if not settings.load().themes:
-        return _skipped(context)
+        return _skipped(context, duckdb)
     first, last = partition_days(context)
     with duckdb.get_connection() as con:
         ensure_schema(con)
@@ -84,19 +86,29 @@ def _theme_step(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg
             },
             partition_key=key,
         )
-    context.instance.add_run_tags(
-        context.run.run_id, {WORKER_RSS_TAG: f"{report.worker_rss_mb:.0f}", EMBEDDED_TAG: str(report.embedded)}
+    tag_run(
+        context,
+        {
+            **scope_tags(duckdb.database),
+            WORKER_RSS_TAG: f"{report.worker_rss_mb:.0f}",
+            EMBEDDED_TAG: str(report.embedded),
+        },
     )
     context.log.info(
         f"Embedded {report.embedded} text(s), assigned {report.assigned} data point(s) to existing themes, "
         f"recomputed {report.recomputed or 'no channel'}; worker peak RSS {report.worker_rss_mb:.0f} MB"
     )
-    return dg.MaterializeResult()
+    snapshot = refresh_if_last_writer(context, duckdb)
+    if snapshot:  # once, on the run's last partition: not a per-day figure
+        context.add_asset_metadata(snapshot, partition_key=context.partition_keys[-1])
+    return dg.MaterializeResult(metadata=database_metadata(duckdb.database))
 
 
-def _skipped(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+def _skipped(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
     context.log.info("Themes are off (USERSNAP_CHANNELS_THEMES=off): nothing embedded or themed.")
-    return dg.MaterializeResult(metadata={"skipped": "USERSNAP_CHANNELS_THEMES=off"})
+    tag_run(context, scope_tags(duckdb.database))
+    metadata = {"skipped": "USERSNAP_CHANNELS_THEMES=off", **database_metadata(duckdb.database)}
+    return dg.MaterializeResult(metadata={**metadata, **refresh_if_last_writer(context, duckdb)})
 
 
 class ThemesConfig(dg.Config):
@@ -119,7 +131,7 @@ class ThemesConfig(dg.Config):
 )
 def themes(context: dg.AssetExecutionContext, config: ThemesConfig, duckdb: DuckDBResource) -> dg.MaterializeResult:
     if not settings.load().themes:
-        return _skipped(context)
+        return _skipped(context, duckdb)
     force = config.reason if config.recompute else None
     from usersnap_channels.themes import service  # imported when run: scipy and the clustering cost ~25 MB
 
@@ -128,6 +140,9 @@ def themes(context: dg.AssetExecutionContext, config: ThemesConfig, duckdb: Duck
         channels = store.channels_in(con)
         metadata = _themes_metadata(con, channels)
     context.log.info(f"Themes: recomputed {report.recomputed or 'no channel'}, {report.assigned} assigned")
+    tag_run(context, {**scope_tags(duckdb.database), **channels_tag(channels)})
+    metadata.update(database_metadata(duckdb.database))
+    metadata.update(refresh_if_last_writer(context, duckdb))
     return dg.MaterializeResult(metadata={**metadata, "recomputed_channels": sorted(report.recomputed)})
 
 
@@ -162,11 +177,13 @@ def _themes_metadata(con, channels: list[str]) -> dict[str, object]:
 )
 def theme_trends(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
     if not settings.load().themes:
-        return _skipped(context)
+        return _skipped(context, duckdb)
     with duckdb.get_connection() as con:
         rows = store.refresh_trends(con)
         emerging = con.execute("SELECT count(*) FROM emerging_themes WHERE emerging").fetchone()[0]
-    return dg.MaterializeResult(metadata={"dagster/row_count": rows, "emerging_themes": int(emerging)})
+    tag_run(context, scope_tags(duckdb.database))
+    metadata = {"dagster/row_count": rows, "emerging_themes": int(emerging), **database_metadata(duckdb.database)}
+    return dg.MaterializeResult(metadata={**metadata, **refresh_if_last_writer(context, duckdb)})
 
 
 THEME_ASSETS = [data_point_themes, themes, theme_trends]

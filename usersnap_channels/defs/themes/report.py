@@ -9,6 +9,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from usersnap_channels import settings
+from usersnap_channels.defs.provenance import database_metadata, scope_tags, tag_run
 from usersnap_channels.defs.tables import DUCKDB_POOL, table_metadata
 from usersnap_channels.defs.themes.assets import GROUP, theme_trends
 from usersnap_channels.partitions import utc_today
@@ -34,7 +35,9 @@ def theme_report(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> d
     config = settings.load()
     if not config.themes:
         context.log.info("Themes are off (USERSNAP_CHANNELS_THEMES=off): no report.")
-        return dg.MaterializeResult(metadata={"skipped": "USERSNAP_CHANNELS_THEMES=off"})
+        return dg.MaterializeResult(
+            metadata={"skipped": "USERSNAP_CHANNELS_THEMES=off", **database_metadata(duckdb.database)}
+        )
     # imported when run, not when definitions load: Altair and Jinja2 would add ~25 MB to every process
     # that loads the definitions (the import's own run, the daemon, the code server)
     from usersnap_channels.report.ratings import named_fields
@@ -51,9 +54,11 @@ def theme_report(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> d
     context.log.info(f"Wrote {len(paths)} report(s): {', '.join(str(p) for p in paths.values())}")
     metadata: dict[str, object] = {
         "reports": len(paths),
+        **database_metadata(duckdb.database),
         "top_themes": dg.MetadataValue.md("\n\n".join(sections) or "No channel yet."),
     }
     if paths:
         metadata["path"] = dg.MetadataValue.path(str(next(iter(paths.values()))))
         metadata["paths"] = dg.MetadataValue.json({name: str(p) for name, p in paths.items()})
+    tag_run(context, scope_tags(duckdb.database))
     return dg.MaterializeResult(metadata=metadata)

@@ -3,22 +3,24 @@
 Thin Dagster wiring: what to fetch and how to write it lives in `ingest` and `storage`.
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from usersnap_channels.defs.provenance import database_metadata, scope_tags, tag_run
 from usersnap_channels.defs.resources import UsersnapResource
+from usersnap_channels.defs.snapshot import refresh_if_last_writer
 from usersnap_channels.defs.tables import DUCKDB_POOL, partition_days, table_metadata, table_row_counts
 from usersnap_channels.defs.usersnap.config import FeedbackImportConfig
 from usersnap_channels.defs.usersnap.partitions import feedback_daily_partitions
-from usersnap_channels.ingest.importer import import_units
+from usersnap_channels.ingest.importer import DayCounts, ImportReport, import_units
 from usersnap_channels.ingest.plan import authorization_error, plan_units
 from usersnap_channels.ingest.rows import project_rows
-from usersnap_channels.partitions import utc_today
+from usersnap_channels.partitions import parse_partition_key, utc_today
 from usersnap_channels.usersnap.client import ClientSpec, InvalidCredentials, UsersnapError
 from usersnap_channels.warehouse.connection import ensure_schema
-from usersnap_channels.warehouse.feedback import replace_usersnap_projects, synced_units
+from usersnap_channels.warehouse.feedback import DayRows, replace_usersnap_projects, rows_per_day, synced_units
 from usersnap_channels.warehouse.registry import Source, list_sources, record_sync
 
 GROUP = "usersnap"
@@ -65,12 +67,15 @@ def usersnap_projects(
         # One refused key must not stop the other sources' import downstream: it is recorded in
         # `sources.last_error` (what `status` shows) and the import step fails for that source alone.
         context.log.warning(error)
+    tag_run(context, scope_tags(duckdb.database))
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": total,
             "sources": len(sources),
             "projects_seen": sum(len(p) for p in fetched.values()),
             "failed_sources": len(errors),
+            **database_metadata(duckdb.database),
+            **refresh_if_last_writer(context, duckdb),
         }
     )
 
@@ -89,6 +94,11 @@ _FEEDBACK_DESCRIPTIONS = {
 }
 _FEEDBACK_DEPS = {"raw_feedback": ["usersnap_projects"], "data_points": ["raw_feedback"]}
 _SATELLITES = ("data_point_turns", "data_point_fields", "rejected_items", "sync_state")
+#: The imported data is stale when no import succeeded for a day: while a source is connected, the late-arrivals
+#: schedule (03:00 UTC) imports every day even when the sensor finds nothing new, so 24 h plus a 2-hour margin
+#: for that run's own duration passes only when imports stopped (the daemon is down, a key was refused, the
+#: run fails). The daemon's freshness evaluation shows it on the asset as Fail.
+IMPORT_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26))
 
 
 @dg.multi_asset(
@@ -100,6 +110,7 @@ _SATELLITES = ("data_point_turns", "data_point_fields", "rejected_items", "sync_
             deps=_FEEDBACK_DEPS[name],
             description=_FEEDBACK_DESCRIPTIONS[name],
             metadata=table_metadata(name, *(_SATELLITES if name == "data_points" else ())),
+            freshness_policy=IMPORT_FRESHNESS,
         )
         for name in FEEDBACK_ASSETS
     ],
@@ -151,28 +162,79 @@ def usersnap_feedback(
                 "units_planned": report.units_planned,
                 "failed_days": len(report.unit_errors),
                 "failed_sources": len(report.source_errors),
+                **database_metadata(duckdb.database),
             },
         )
-    common = {
-        "first_day": first_day.isoformat(),
-        "last_day": last_day.isoformat(),
+    tag_run(context, {**scope_tags(duckdb.database, sources), **run_total_tags(report, first_day, last_day)})
+    with duckdb.get_connection() as con:
+        held = rows_per_day(con, first_day, last_day)
+        totals = table_row_counts(con, ("raw_feedback", "data_points", *_SATELLITES))
+    snapshot = refresh_if_last_writer(context, duckdb)
+    for key in context.partition_keys:
+        day = parse_partition_key(key)
+        for name, metadata in _day_metadata(report.per_day.get(day), held.get(day)).items():
+            context.add_asset_metadata(metadata, asset_key=name, partition_key=key)
+    # the whole tables after the run, and the snapshot, once: on the run's last partition (the one the UI
+    # shows as the latest materialization), not stamped on every day
+    last_key = context.partition_keys[-1]
+    context.add_asset_metadata(
+        {"dagster/row_count": totals["rows/raw_feedback"], **snapshot}, asset_key="raw_feedback", partition_key=last_key
+    )
+    tables = {k: v for k, v in totals.items() if k != "rows/raw_feedback"}
+    context.add_asset_metadata(
+        {"dagster/row_count": totals["rows/data_points"], **tables, **snapshot},
+        asset_key="data_points",
+        partition_key=last_key,
+    )
+    for name in FEEDBACK_ASSETS:
+        yield dg.MaterializeResult(asset_key=name, metadata=database_metadata(duckdb.database))
+
+
+#: Run tags with the import's totals over every day of the run (each day's own counts are on its partition).
+RUN_TOTAL_TAGS = {
+    "days": "usersnap_channels/run_days",
+    "units": "usersnap_channels/run_units",
+    "items_fetched": "usersnap_channels/run_items_fetched",
+    "data_points_written": "usersnap_channels/run_data_points_written",
+    "rejected_items": "usersnap_channels/run_rejected_items",
+    "turns_written": "usersnap_channels/run_turns_written",
+    "fields_written": "usersnap_channels/run_fields_written",
+    "usersnap_requests": "usersnap_channels/run_usersnap_requests",
+}
+
+
+def run_total_tags(report: ImportReport, first: date, last: date) -> dict[str, str]:
+    """The import's totals as run tags: what the whole run did, labelled as such."""
+    values = {
+        "days": f"{first.isoformat()}..{last.isoformat()}",
         "units": report.units_written,
         "items_fetched": report.items,
+        "data_points_written": report.data_points,
+        "rejected_items": report.rejected,
+        "turns_written": report.turns,
+        "fields_written": report.fields,
         "usersnap_requests": report.requests,
     }
-    rows = {
-        "raw_feedback": {"rows_written": report.data_points},
+    return {RUN_TOTAL_TAGS[name]: str(value) for name, value in values.items()}
+
+
+def _day_metadata(done: DayCounts | None, held: DayRows | None) -> dict[str, dict[str, object]]:
+    """One day's own figures per asset: the rows its partition holds now (`dagster/partition_row_count`) and
+    what this run did for that day (0 units: the day was already imported and skipped, or had no project)."""
+    done = done or DayCounts()
+    held = held or DayRows(0, 0, 0)
+    common = {"units": done.units, "items_fetched": done.items}
+    return {
+        "raw_feedback": {
+            "dagster/partition_row_count": held.raw_feedback,
+            **common,
+            "rows_written": done.data_points,
+        },
         "data_points": {
-            "rows_written": report.data_points,
-            "turns_written": report.turns,
-            "fields_written": report.fields,
-            "rejected_items": report.rejected,
+            "dagster/partition_row_count": held.data_points,
+            **common,
+            "rows_written": done.data_points,
+            "rejected_items_written": done.rejected,
+            "rejected_items": held.rejected,
         },
     }
-    with duckdb.get_connection() as con:
-        rows["data_points"].update(table_row_counts(con, ("data_points", *_SATELLITES)))
-    for name in FEEDBACK_ASSETS:
-        metadata = {**common, **rows[name]}
-        if first_day == last_day:  # one partition: the rows written are that partition's rows
-            metadata["dagster/row_count"] = report.data_points
-        yield dg.MaterializeResult(asset_key=name, metadata=metadata)

@@ -18,18 +18,19 @@ import duckdb as ddb
 from dagster_duckdb import DuckDBResource
 
 from usersnap_channels.defs.jobs import TRIGGER_TAG, feedback_import_job, import_config, range_tags
+from usersnap_channels.defs.provenance import scope_tags
 from usersnap_channels.partitions import PARTITIONS_START, partition_key
 from usersnap_channels.warehouse.connection import DatabaseBusy, open_database
-from usersnap_channels.warehouse.registry import list_sources
+from usersnap_channels.warehouse.registry import Source, list_sources
 
 #: Days re-imported by each tick, ending today.
 LATE_ARRIVAL_DAYS = 3
 CRON = "0 3 * * *"
 
 
-def connected_source_ids(database: str) -> list[str] | None:
-    """Ids of the connected sources, or None when the file cannot be read now (then the run imports all
-    connected sources: an empty `source_ids`)."""
+def connected_sources(database: str) -> list[Source] | None:
+    """The connected sources, or None when the file cannot be read now (then the run imports all connected
+    sources: an empty `source_ids`)."""
     if not Path(database).exists():
         return []
     try:
@@ -37,7 +38,7 @@ def connected_source_ids(database: str) -> list[str] | None:
     except DatabaseBusy:
         return None
     try:
-        return [s.source_id for s in list_sources(con, connected_only=True)]
+        return list_sources(con, connected_only=True)
     except ddb.CatalogException:  # no registry tables yet
         return []
     finally:
@@ -59,11 +60,15 @@ def usersnap_late_arrivals_schedule(
     moment = context.scheduled_execution_time or datetime.now(UTC)
     today = moment.astimezone(UTC).date()
     first = max(today - timedelta(days=LATE_ARRIVAL_DAYS - 1), PARTITIONS_START)
-    source_ids = connected_source_ids(duckdb.database)
-    if source_ids == []:
+    sources = connected_sources(duckdb.database)
+    if sources == []:
         return dg.SkipReason("No connected source: nothing to re-import.")
     return dg.RunRequest(
         run_key=f"usersnap-late-arrivals:{partition_key(today)}",
-        run_config=import_config(source_ids, only_missing=False),
-        tags={**range_tags(first, today), TRIGGER_TAG: "schedule-late-arrivals"},
+        run_config=import_config([s.source_id for s in sources or []], only_missing=False),
+        tags={
+            **range_tags(first, today),
+            TRIGGER_TAG: "schedule-late-arrivals",
+            **scope_tags(duckdb.database, sources),  # unknown sources (file busy): the import step adds them
+        },
     )

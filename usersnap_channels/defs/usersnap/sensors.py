@@ -33,6 +33,7 @@ from dagster_duckdb import DuckDBResource
 
 from usersnap_channels import settings
 from usersnap_channels.defs.jobs import TRIGGER_TAG, feedback_import_job, import_config, range_tags
+from usersnap_channels.defs.provenance import scope_tags
 from usersnap_channels.defs.resources import UsersnapResource
 from usersnap_channels.defs.usersnap.sync_plan import (
     RETRY_BACKOFF_S,
@@ -164,12 +165,19 @@ class TickReport:
     source_errors: dict[str, str] = field(default_factory=dict)
 
 
-def run_request(run: PlannedRun) -> dg.RunRequest:
-    """The import job over the run's days for its sources, tagged with its key to find it next tick."""
+def run_request(run: PlannedRun, database: str, by_id: dict[str, Source]) -> dg.RunRequest:
+    """The import job over the run's days for its sources, tagged with its key to find it next tick, and
+    with the DuckDB file and the channels and sources it imports."""
+    sources = [by_id[sid] for sid in run.source_ids if sid in by_id]
     return dg.RunRequest(
         run_key=run.run_key,
         run_config=import_config(list(run.source_ids), only_missing=True),
-        tags={**range_tags(run.first, run.last), TRIGGER_TAG: run.trigger, REQUEST_TAG: run.run_key},
+        tags={
+            **range_tags(run.first, run.last),
+            TRIGGER_TAG: run.trigger,
+            REQUEST_TAG: run.run_key,
+            **scope_tags(database, sources),
+        },
     )
 
 
@@ -221,7 +229,7 @@ def evaluate_tick(
     context.log.info(summary)
     new_cursor = next_cursor(polls, counts, runs).dump()
     if planned:
-        return dg.SensorResult(run_requests=[run_request(r) for r in planned], cursor=new_cursor)
+        return dg.SensorResult(run_requests=[run_request(r, database, by_id) for r in planned], cursor=new_cursor)
     if report.differing_units:
         verdict = f"{report.differing_units} (project, day) unit(s) differ and are already requested"
     else:
