@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-slow test-clock faketime chromium lint bench dev clean
+.PHONY: install demo test test-slow test-clock test-postgres postgresql faketime chromium lint bench dev clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,20 @@ chromium:
 		$$SUDO apt-get install -y -qq chromium >/dev/null 2>&1 || \
 		{ $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }; }
 
+# The Postgres instance profile (deploy/postgres/dagster.yaml) end to end: a throwaway local Postgres (Debian's
+# initdb/pg_ctl, an unprivileged user, 127.0.0.1 only, a temp folder, a random password kept in memory and the
+# environment) for the `postgres`-marked tests, removed afterwards.
+test-postgres: $(STAMP) postgresql
+	$(BIN)/python -m usersnap_channels_tests.postgres.server -- \
+		$(BIN)/pytest -q -p no:cacheprovider -m postgres usersnap_channels_tests/postgres
+
+# Debian's PostgreSQL server, installed when missing like faketime.
+postgresql:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get install -y -qq postgresql >/dev/null 2>&1 || \
+		{ $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql; }; }
+
 test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow
 
@@ -64,7 +78,8 @@ bench: $(STAMP) chromium
 PORT ?= 3000
 dev: $(STAMP)
 	mkdir -p .dagster_home && cp dagster.yaml .dagster_home/dagster.yaml
-	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -w workspace.yaml -p $(PORT)
+	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/python -m usersnap_channels.defs.instance_env \
+		$(BIN)/dagster dev -w workspace.yaml -p $(PORT)
 
 clean:
 	rm -rf $(VENV) .dagster_home .demo data .pytest_cache .ruff_cache .hypothesis test-artifacts

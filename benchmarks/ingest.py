@@ -11,8 +11,13 @@ measured code for the GIL) and write the same rows into a fresh DuckDB file:
 
 Two windows: 50,000 items over 30 days (5 projects), and the same volume over a 6-month backfill window
 (5 projects, 184 daily partitions), whose `sync` wall time the issue asks for. Both time the import alone
-(`USERSNAP_CHANNELS_THEMES=off`). Then the 30-day import again with themes on, as users run it
-(`sync_with_themes_s`: import, embedding of every new text, the first theming of the 50k data points,
+(`USERSNAP_CHANNELS_THEMES=off`). The 6-month import runs ROUNDS times on each instance profile — SQLite
+(`dagster.yaml`) and Postgres (`deploy/postgres/dagster.yaml`, on a local Postgres this script starts and
+removes, a fresh database per run), each instance's storage created before the clock starts — interleaved
+with the baseline, in an order rotated every round; each ratio is the median over the rounds of
+(pipeline rate / that round's baseline rate): this machine is noisy.
+Then the 30-day import again with themes on, as users run it (`BENCH_THEMES=off` skips it):
+`sync_with_themes_s` (import, embedding of every new text, the first theming of the 50k data points,
 trends), and `themes_step_rss_mb`, the peak RSS of the themes worker processes (the model and the
 clustering run there, not in the Dagster process).
 Last line: one JSON object with the figures.
@@ -23,6 +28,8 @@ from __future__ import annotations
 import json
 import os
 import resource
+import statistics
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -42,8 +49,16 @@ from usersnap_channels.warehouse.connection import connect
 from usersnap_channels.warehouse.feedback import Unit
 from usersnap_channels.warehouse.registry import Project, connect_source, list_sources
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the shared local-Postgres helper of the tests
+from usersnap_channels_tests.postgres.server import LocalPostgres
+
 ITEMS = 50_000
 PROJECTS = 5
+#: Rounds of the 6-month comparison (baseline, SQLite, Postgres in each); the ratios are their medians.
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+REPO = Path(__file__).resolve().parents[1]
+SQLITE_PROFILE = REPO / "dagster.yaml"
+POSTGRES_PROFILE = REPO / "deploy" / "postgres" / "dagster.yaml"
 
 
 def make_workspace(root: str, name: str, first_day: date, today: date) -> dict:
@@ -67,15 +82,23 @@ def make_workspace(root: str, name: str, first_day: date, today: date) -> dict:
 
 
 def pipeline(
-    ws: dict, root: str, first_day: date, window: str, workdir: Path, themes: bool = False
+    ws: dict,
+    root: str,
+    first_day: date,
+    window: str,
+    workdir: Path,
+    themes: bool = False,
+    postgres: dict[str, str] | None = None,
 ) -> tuple[float, int]:
-    """`sync` through Dagster on a fresh instance and DuckDB file; returns (seconds, items imported)."""
+    """`sync` through Dagster on a fresh instance and DuckDB file; returns (seconds, items imported).
+
+    `postgres`: the `DAGSTER_PG_*` variables of an empty database, for the Postgres instance profile."""
     from usersnap_channels.cli.sync import run_sync
 
     db = str(workdir / "pipeline.duckdb")
     home = workdir / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text((Path(__file__).resolve().parents[1] / "dagster.yaml").read_text())
+    (home / "dagster.yaml").write_text((POSTGRES_PROFILE if postgres else SQLITE_PROFILE).read_text())
     os.environ.update(
         {
             "BENCH_JWT_ID": ws["jwt_id"],
@@ -83,6 +106,7 @@ def pipeline(
             "USERSNAP_BASE_URL": f"{root}/v0.1",
             "USERSNAP_CHANNELS_DB": db,
             "USERSNAP_CHANNELS_THEMES": "on" if themes else "off",
+            **(postgres or {}),
         }
     )
     con = connect(db)
@@ -98,6 +122,8 @@ def pipeline(
     )
     sources = list_sources(con)
     con.close()
+    # an existing, empty instance, as a team's is: creating its storage (≈ 4 s of DDL on Postgres) is not a sync
+    dagster.DagsterInstance.from_config(str(home)).dispose()
     started = time.perf_counter()
     outcome = run_sync(sources, instance_home=home, database=db)
     seconds = time.perf_counter() - started
@@ -198,56 +224,97 @@ def record_worker_rss() -> list[float]:
     return seen
 
 
-def main() -> None:
-    import dagster  # noqa: F401 - import cost is not what we measure
+def six_month_rounds(ws: dict, root: str, first_day: date, tmp: str, server: LocalPostgres) -> dict[str, list[float]]:
+    """ROUNDS rounds of the baseline and `sync` on both profiles over the 6-month window, in an order rotated
+    every round (the first round runs both pipelines before any baseline, so the peak RSS read then is
+    theirs); returns the seconds of each run by kind, and `rss` (MB) after the first round's pipelines."""
+    kinds = ["sqlite", "postgres", "baseline"]
+    runs: dict[str, list[float]] = {kind: [] for kind in (*kinds, "rss")}
+    for round_ in range(ROUNDS):
+        for kind in kinds[round_ % 3 :] + kinds[: round_ % 3]:
+            if kind == "baseline" and not runs["rss"]:
+                runs["rss"].append(peak_rss_mb())
+            workdir = Path(tempfile.mkdtemp(dir=tmp))
+            if kind == "baseline":
+                seconds, items = baseline(ws, root, first_day, workdir)
+            elif kind == "sqlite":
+                seconds, items = pipeline(ws, root, first_day, "6m", workdir)
+            else:
+                database = server.create_database(f"bench_{round_}")
+                seconds, items = pipeline(ws, root, first_day, "6m", workdir, postgres=server.env(database))
+            if items != ITEMS:
+                raise SystemExit(f"6 months, {kind}: {items} items instead of {ITEMS}")
+            print(f"  6 months, round {round_ + 1}, {kind:8}: {seconds:6.2f} s", flush=True)
+            runs[kind].append(seconds)
+    return runs
 
+
+def main() -> None:
     today = utc_today()
-    windows = (("30 days", "30d", today - timedelta(days=30)), ("6 months", "6m", minus_months(today, 6)))
-    results: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory() as tmp, DevServerProcess(days=1, items_per_day=0) as server:
+    first_30d, first_6m = today - timedelta(days=30), minus_months(today, 6)
+    themes_on = os.environ.get("BENCH_THEMES", "on") != "off"
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        DevServerProcess(days=1, items_per_day=0) as server,
+        LocalPostgres(fsync=True) as postgres,
+    ):
         root = server.root_url
-        workspaces = {window: make_workspace(root, f"Bench {window}", first, today) for _, window, first in windows}
-        # Both pipelines first, so the peak RSS read after them is theirs, not the baseline's.
-        for _, window, first_day in windows:
-            seconds, items = pipeline(workspaces[window], root, first_day, window, Path(tempfile.mkdtemp(dir=tmp)))
-            results[window] = {"seconds": seconds, "items": items}
-        rss_main = peak_rss_mb()
-        worker_rss = record_worker_rss()
-        themes_dir = Path(tempfile.mkdtemp(dir=tmp))
-        themes_seconds, themes_items = pipeline(workspaces["30d"], root, windows[0][2], "30d", themes_dir, themes=True)
-        themed = themes_figures(str(themes_dir / "pipeline.duckdb"))
-        for _, window, first_day in windows:
-            base_seconds, base_items = baseline(workspaces[window], root, first_day, Path(tempfile.mkdtemp(dir=tmp)))
-            results[window] |= {"base_seconds": base_seconds, "base_items": base_items}
-    for label, window, first_day in windows:
-        r = results[window]
-        if not r["items"] == r["base_items"] == ITEMS:
-            raise SystemExit(f"item counts differ: pipeline {r['items']}, baseline {r['base_items']}, expected {ITEMS}")
-        r["rate"], r["base_rate"] = r["items"] / r["seconds"], r["base_items"] / r["base_seconds"]
-        print(f"{label}: {ITEMS} items, {PROJECTS} projects, {(today - first_day).days + 1} daily partitions")
-        print(f"  pipeline (sync through Dagster): {r['seconds']:6.2f} s  {r['rate']:8.0f} items/s")
-        print(f"  baseline (plain requests loop):  {r['base_seconds']:6.2f} s  {r['base_rate']:8.0f} items/s")
-        print(f"  ratio pipeline/baseline: {r['rate'] / r['base_rate']:.2f}")
-    print(f"peak RSS of the pipeline: {rss_main:.0f} MB (the Dagster process; fetch workers are separate processes)")
+        ws_30d, ws_6m = (
+            make_workspace(root, "Bench 30d", first_30d, today),
+            make_workspace(root, "Bench 6m", first_6m, today),
+        )
+        seconds_30d, items_30d = pipeline(ws_30d, root, first_30d, "30d", Path(tempfile.mkdtemp(dir=tmp)))
+        six = six_month_rounds(ws_6m, root, first_6m, tmp, postgres)
+        rss_main = max(six["rss"])
+        base_30d, base_items_30d = baseline(ws_30d, root, first_30d, Path(tempfile.mkdtemp(dir=tmp)))
+        worker_rss, themes_seconds, themed = record_worker_rss(), None, None
+        if themes_on:
+            themes_dir = Path(tempfile.mkdtemp(dir=tmp))
+            themes_seconds, _ = pipeline(ws_30d, root, first_30d, "30d", themes_dir, themes=True)
+            themed = themes_figures(str(themes_dir / "pipeline.duckdb"))
+    if not items_30d == base_items_30d == ITEMS:
+        raise SystemExit(f"item counts differ: pipeline {items_30d}, baseline {base_items_30d}, expected {ITEMS}")
+    ratio_30d = base_30d / seconds_30d  # same items: the ratio of the rates
+    ratios = {
+        kind: statistics.median(b / p for b, p in zip(six["baseline"], six[kind], strict=True))
+        for kind in ("sqlite", "postgres")
+    }
+    print(f"30 days: {ITEMS} items, {PROJECTS} projects, {(today - first_30d).days + 1} daily partitions")
+    print(f"  pipeline (sync through Dagster, SQLite): {seconds_30d:6.2f} s  {ITEMS / seconds_30d:8.0f} items/s")
+    print(f"  baseline (plain requests loop):          {base_30d:6.2f} s  {ITEMS / base_30d:8.0f} items/s")
+    print(f"  ratio pipeline/baseline: {ratio_30d:.2f}")
     print(
-        f"30 days with themes on: {themes_seconds:.2f} s for {themes_items} items (import alone "
-        f"{results['30d']['seconds']:.2f} s); {themed['embedded']} texts embedded ({themed['unique']} distinct), "
-        f"{themed['themes']} themes, {themed['unassigned']:.1%} unassigned; themes workers' peak RSS "
-        f"{max(worker_rss, default=0):.0f} MB ({len(worker_rss)} workers)"
+        f"6 months: {ITEMS} items, {PROJECTS} projects, {(today - first_6m).days + 1} daily partitions, {ROUNDS} rounds"
     )
-    main_fig = results["30d"]
+    for kind in ("baseline", "sqlite", "postgres"):
+        runs = ", ".join(f"{x:.2f}" for x in six[kind])
+        print(f"  {kind:8}: median {statistics.median(six[kind]):6.2f} s  (runs {runs})")
+    print(f"  ratio pipeline/baseline, median of the rounds: SQLite {ratios['sqlite']:.2f}, ", end="")
+    print(f"Postgres {ratios['postgres']:.2f}")
+    print(f"peak RSS of the pipeline: {rss_main:.0f} MB (the Dagster process; fetch workers are separate processes)")
+    if themed is not None:
+        print(
+            f"30 days with themes on: {themes_seconds:.2f} s (import alone {seconds_30d:.2f} s); "
+            f"{themed['embedded']} texts embedded ({themed['unique']} distinct), {themed['themes']} themes, "
+            f"{themed['unassigned']:.1%} unassigned; themes workers' peak RSS {max(worker_rss, default=0):.0f} MB "
+            f"({len(worker_rss)} workers)"
+        )
     print(
         json.dumps(
             {
-                "items_per_s": round(main_fig["rate"]),
-                "baseline_items_per_s": round(main_fig["base_rate"]),
-                "ratio": round(main_fig["rate"] / main_fig["base_rate"], 3),
+                "items_per_s": round(ITEMS / seconds_30d),
+                "baseline_items_per_s": round(ITEMS / base_30d),
+                "ratio": round(ratio_30d, 3),
                 "peak_rss_mb": round(rss_main, 1),
-                "sync_6m_seconds": round(results["6m"]["seconds"], 2),
-                "sync_6m_ratio": round(results["6m"]["rate"] / results["6m"]["base_rate"], 3),
-                "sync_with_themes_s": round(themes_seconds, 2),
-                "themes_step_rss_mb": round(max(worker_rss, default=0.0), 1),
-                "themes": themed["themes"],
+                "sync_6m_seconds": round(statistics.median(six["sqlite"]), 2),
+                "sync_6m_ratio": round(ratios["sqlite"], 3),
+                "sync_6m_seconds_postgres": round(statistics.median(six["postgres"]), 2),
+                "sync_6m_ratio_postgres": round(ratios["postgres"], 3),
+                "baseline_6m_seconds": round(statistics.median(six["baseline"]), 2),
+                "rounds": ROUNDS,
+                "sync_with_themes_s": round(themes_seconds, 2) if themes_seconds is not None else None,
+                "themes_step_rss_mb": round(max(worker_rss, default=0.0), 1) if themed is not None else None,
+                "themes": themed["themes"] if themed is not None else None,
             }
         )
     )

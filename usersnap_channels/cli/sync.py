@@ -19,6 +19,7 @@ import dagster as dg
 from usersnap_channels import settings
 from usersnap_channels.definitions import build_definitions
 from usersnap_channels.defs.compat import execute_as_launched, free_pool_slots, remote_job_origin
+from usersnap_channels.defs.instance_env import apply_run_env
 from usersnap_channels.defs.jobs import (
     TRIGGER_TAG,
     import_config,
@@ -84,6 +85,7 @@ def run_sync(
     check the imported days against Usersnap's counts."""
     started = time.monotonic()
     os.environ["DAGSTER_HOME"] = str(instance_home)
+    apply_run_env()  # event batching, one planned event per range (defs/instance_env.py)
     database = database or str(settings.db_path())
     defs = definitions or build_definitions(database=database)
     outcome = SyncOutcome(success=True)

@@ -9,7 +9,7 @@ never on their job's page or the Overview timeline). All are used through this m
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,18 +28,38 @@ except ImportError:  # pragma: no cover - a newer Dagster moved it: results stay
 TARGET_MATERIALIZATION_LINKS = _TargetData is not None
 
 
+def target_materializations(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions: Sequence[str]
+) -> dict[str, object]:
+    """The latest materialization of each of `asset_key`'s `partitions`, as check evaluations' targets: Dagster
+    shows a per-partition result as current only while it points at that materialization. Missing partitions
+    (never materialized) are left out.
+
+    One event-log query in the usual case (a check right after its import, every partition just
+    materialized): the newest `len(partitions)` records, newest first, where a partition's first record is
+    its latest. Older pages are read only for partitions not seen yet (a check launched alone)."""
+    if _TargetData is None or not partitions:
+        return {}
+    wanted, found = set(partitions), {}
+    records_filter = dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=sorted(wanted))
+    cursor = None
+    while len(found) < len(wanted):
+        page = instance.fetch_materializations(records_filter, limit=len(wanted), cursor=cursor)
+        for record in page.records:
+            partition = record.partition_key
+            if partition in wanted and partition not in found:
+                found[partition] = _TargetData(
+                    storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+                )
+        if not page.has_more:
+            break
+        cursor = page.cursor
+    return found
+
+
 def target_materialization(instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition: str) -> object | None:
-    """The latest materialization of `asset_key`'s partition, as a check evaluation's target: Dagster shows
-    a per-partition result as current only while it points at that materialization."""
-    if _TargetData is None:
-        return None
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[partition]), limit=1
-    ).records
-    if not records:
-        return None
-    record = records[0]
-    return _TargetData(storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp)
+    """The latest materialization of one partition (see `target_materializations`)."""
+    return target_materializations(instance, asset_key, [partition]).get(partition)
 
 
 def free_pool_slots(instance: dg.DagsterInstance, run_id: str) -> bool:

@@ -33,6 +33,25 @@ def test_a_check_result_can_still_point_at_its_partitions_latest_materialization
     assert (target.storage_id, target.timestamp) == (record.storage_id, record.timestamp)
 
 
+def test_the_targets_of_many_partitions_are_each_partitions_latest_materialization(
+    instance: dg.DagsterInstance,
+) -> None:
+    key = dg.AssetKey("daily")
+    older = dg.materialize([daily], instance=instance, partition_key="2026-01-03")
+    runs = [dg.materialize([daily], instance=instance, partition_key="2026-01-02") for _ in range(3)]
+    # the newest records are all of 2026-01-02: 2026-01-03's latest is on an older page
+    targets = compat.target_materializations(instance, key, ["2026-01-02", "2026-01-03", "2026-01-04"])
+    assert sorted(targets) == ["2026-01-02", "2026-01-03"]  # 2026-01-04 was never materialized
+    assert targets["2026-01-02"].run_id == runs[-1].run_id
+    assert targets["2026-01-03"].run_id == older.run_id
+    for partition, target in targets.items():
+        record = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
+        ).records[0]
+        assert (target.storage_id, target.timestamp) == (record.storage_id, record.timestamp)
+    assert compat.target_materializations(instance, key, []) == {}
+
+
 def test_the_pool_slots_of_a_dead_run_can_still_be_freed(instance: dg.DagsterInstance) -> None:
     storage = instance.event_log_storage
     assert storage.supports_global_concurrency_limits

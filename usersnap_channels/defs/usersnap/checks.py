@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from usersnap_channels.defs.compat import target_materialization
+from usersnap_channels.defs.compat import target_materializations
 from usersnap_channels.defs.resources import UsersnapResource
 from usersnap_channels.defs.usersnap.config import imported_source_ids
 from usersnap_channels.defs.usersnap.partitions import feedback_daily_partitions
@@ -229,6 +229,8 @@ with warnings.catch_warnings():
             f"Compared {len(verdicts)} day(s) of {len(sources)} connected source(s) with Usersnap "
             f"({requests} count request(s)); {len(failed)} day(s) differ or could not be verified"
         )
+        # the materializations each day's result points at, all in one event-log query (was one per day)
+        targets = target_materializations(context.instance, CHECKED_ASSET, [partition_key(v.day) for v in verdicts])
         for verdict in verdicts:
             key = partition_key(verdict.day)
             yield dg.AssetCheckEvaluation(
@@ -250,6 +252,6 @@ with warnings.catch_warnings():
                     "compared_as_of": cutoff.isoformat(),
                     "sources_compared": [s.label for s in sources],
                 },
-                target_materialization_data=target_materialization(context.instance, CHECKED_ASSET, key),
+                target_materialization_data=targets.get(key),
             )
         yield dg.Output(None, output_name="result")  # the check op's own (Nothing) output

@@ -32,6 +32,7 @@ import duckdb as ddb
 from dagster_duckdb import DuckDBResource
 
 from usersnap_channels import settings
+from usersnap_channels.defs.instance_env import apply_run_env
 from usersnap_channels.defs.jobs import TRIGGER_TAG, feedback_import_job, import_config, range_tags
 from usersnap_channels.defs.provenance import scope_tags
 from usersnap_channels.defs.resources import UsersnapResource
@@ -55,6 +56,9 @@ from usersnap_channels.warehouse.feedback import held_counts, synced_units
 from usersnap_channels.warehouse.registry import Source, list_sources, record_sync
 
 __all__ = ["REQUEST_TAG", "RETRY_BACKOFF_S", "Cursor", "evaluate_tick", "usersnap_sync_sensor"]
+
+# The code server that ticks this sensor starts the run workers of its runs: they inherit these settings.
+apply_run_env()
 
 #: The sensor's interval setting (its variable and default, for the description).
 _INTERVAL = settings.Settings.model_fields["sensor_interval_s"]

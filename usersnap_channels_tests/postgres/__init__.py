@@ -1,0 +1,1 @@
+"""The Postgres instance profile: a local Postgres started for the tests and the benchmark."""
