@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# dg (dagster-dg-cli, dev extra) with the project's venv named active, so it runs the project's Python
+# without warning that another one is active.
+DG     := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg
 
 .PHONY: install demo test test-slow test-clock faketime chromium lint bench dev clean
 
@@ -20,6 +23,7 @@ demo: $(STAMP)
 
 test: $(STAMP) chromium
 	$(BIN)/ruff check .
+	$(DG) check defs
 	$(BIN)/pytest -q -m "not slow" -n 2 --dist loadfile
 
 # The suites that assert dev-server content, with the real clock shifted for every process alike
@@ -60,11 +64,12 @@ bench: $(STAMP) chromium
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-# The Dagster UI over the project's local instance (.dagster_home), with the daemon for sensors; `make dev PORT=3001`.
+# The Dagster UI over the project's local instance (.dagster_home, shared with the CLI so their runs share
+# the `duckdb` pool), with the daemon for sensors; `make dev PORT=3001`.
 PORT ?= 3000
 dev: $(STAMP)
 	mkdir -p .dagster_home && cp dagster.yaml .dagster_home/dagster.yaml
-	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -w workspace.yaml -p $(PORT)
+	DAGSTER_HOME=$(CURDIR)/.dagster_home $(DG) dev -p $(PORT)
 
 clean:
 	rm -rf $(VENV) .dagster_home .demo data .pytest_cache .ruff_cache .hypothesis test-artifacts
