@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from usersnap_channels.devserver import DevServer
+from usersnap_channels.devserver.process import free_port
 from usersnap_channels.partitions import utc_today, window_start
 from usersnap_channels_tests.conftest import REPO
 from usersnap_channels_tests.helpers import query
@@ -27,7 +29,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.container]
 
 IMAGE = "localhost/usersnap-channels:test"
 # runc, with limits the sandbox allows (crun and podman's default nproc limit fail to start containers here)
-RUN = ["podman", "run", "--rm", "--runtime", "runc", "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"]
+FLAGS = ["--runtime", "runc", "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"]
+RUN = ["podman", "run", "--rm", *FLAGS]
 IMAGE_UID = 10001  # the Containerfile's `usersnap` user
 CHANNEL = "Product feedback"
 PROJECTS = ("Web App", "Checkout")
@@ -120,3 +123,46 @@ def test_connect_and_sync_inside_the_image_import_exactly_what_the_host_dev_serv
         assert not any(s in text for s in secrets)
         assert "JWT" not in text
     assert not any(e.startswith("USERSNAP_JWT") for e in json.loads(config)[0]["Config"].get("Env", []))
+
+
+def test_the_image_serves_its_definitions_to_a_dagster_elsewhere(image: str, tmp_path: Path) -> None:
+    """The image's default command: a code server that a webserver and daemon outside the container load the
+    code location from over gRPC (here the host's `dagster`, through a workspace naming only host and port)."""
+    port = free_port()
+    name = f"usersnap-channels-code-server-{os.getpid()}"
+    started = subprocess.run(
+        ["podman", "run", "-d", "--name", name, *FLAGS, "--network", "host",
+         "-e", f"DAGSTER_CODE_SERVER_PORT={port}", "-e", "DAGSTER_CODE_SERVER_HOST=127.0.0.1", image],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    try:
+        dagster = str(Path(sys.executable).with_name("dagster"))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            health = subprocess.run(
+                [dagster, "api", "grpc-health-check", "-p", str(port)], capture_output=True, text=True, timeout=60
+            )
+            if health.returncode == 0:
+                break
+            time.sleep(1)
+        assert health.returncode == 0, subprocess.run(["podman", "logs", name], capture_output=True, text=True).stderr
+        workspace = tmp_path / "workspace.yaml"
+        workspace.write_text(
+            f"load_from:\n  - grpc_server:\n      host: 127.0.0.1\n      port: {port}\n"
+            "      location_name: usersnap_channels\n"
+        )
+        home = tmp_path / "home"
+        home.mkdir()
+        (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+        validated = subprocess.run(
+            [dagster, "definitions", "validate", "-w", str(workspace)],
+            env={**os.environ, "DAGSTER_HOME": str(home)},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert validated.returncode == 0, validated.stdout + validated.stderr
+        assert "All code locations passed validation" in validated.stdout + validated.stderr
+    finally:
+        subprocess.run(["podman", "rm", "-f", "-t", "5", name], capture_output=True, timeout=60)
