@@ -18,8 +18,12 @@ if [ "${OFFLINE:-0}" = 1 ]; then
 elif [ -n "${BASE_IMAGE:-}" ]; then
 	args+=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
 fi
+previous=$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
 if ! podman "${args[@]}" "$REPO" >&2; then
 	[ "${OFFLINE:-0}" = 1 ] || echo "build failed; without a reachable registry: make image OFFLINE=1" >&2
 	exit 1
 fi
+# the image this tag named before, now untagged, would keep its layers on disk forever (ignored if in use)
+current=$(podman image inspect --format '{{.Id}}' "$IMAGE")
+if [ -n "$previous" ] && [ "$previous" != "$current" ]; then podman rmi "$previous" >/dev/null 2>&1 || true; fi
 echo "$IMAGE"
