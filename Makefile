@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# dg (dagster-dg-cli, dev extra) with the project's venv named active, so it runs the project's Python
+# without warning that another one is active.
+DG     := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg
 
-.PHONY: install demo test test-slow test-clock test-postgres postgresql faketime chromium lint bench dev clean
+.PHONY: install demo test test-slow test-clock test-postgres postgresql faketime chromium lint bench dev image test-container podman clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +23,7 @@ demo: $(STAMP)
 
 test: $(STAMP) chromium
 	$(BIN)/ruff check .
+	$(DG) check defs
 	$(BIN)/pytest -q -m "not slow" -n 2 --dist loadfile
 
 # The suites that assert dev-server content, with the real clock shifted for every process alike
@@ -64,7 +68,7 @@ postgresql:
 		{ $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql; }; }
 
 test-slow: $(STAMP)
-	$(BIN)/pytest -q -m slow
+	$(BIN)/pytest -q -m "slow and not container"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -74,12 +78,33 @@ bench: $(STAMP) chromium
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-# The Dagster UI over the project's local instance (.dagster_home), with the daemon for sensors; `make dev PORT=3001`.
+# The Dagster UI over the project's local instance (.dagster_home, shared with the CLI so their runs share
+# the `duckdb` pool), with the daemon for sensors; `make dev PORT=3001`.
 PORT ?= 3000
+# the run environment of defs/instance_env.py (event batching, ...) for the UI, the daemon and their runs
+RUN_ENV := $(BIN)/python -m usersnap_channels.defs.instance_env
 dev: $(STAMP)
 	mkdir -p .dagster_home && cp dagster.yaml .dagster_home/dagster.yaml
-	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/python -m usersnap_channels.defs.instance_env \
-		$(BIN)/dagster dev -w workspace.yaml -p $(PORT)
+	DAGSTER_HOME=$(CURDIR)/.dagster_home VIRTUAL_ENV=$(CURDIR)/$(VENV) $(RUN_ENV) $(BIN)/dg dev -p $(PORT)
+
+# The code location's image (Containerfile). `make image` pulls python:3.11-slim (BASE_IMAGE=… for another) and
+# pip installs from the package index; `make image OFFLINE=1` needs neither: a Debian base made by debootstrap
+# and a wheelhouse made by pip on this machine, cached in ~/.cache/usersnap_channels/container, then
+# `podman build --network none`. IMAGE=… names the result.
+IMAGE ?= localhost/usersnap-channels:dev
+image: $(STAMP) podman
+	IMAGE=$(IMAGE) OFFLINE=$(OFFLINE) BASE_IMAGE=$(BASE_IMAGE) deploy/container/build.sh
+
+# Builds the image offline and runs it against the dev server on this machine (slow; not part of `make test`).
+test-container: $(STAMP) podman
+	$(BIN)/pytest -q -s -m container usersnap_channels_tests/deploy/test_container.py
+
+# Debian's podman (with runc) and debootstrap, installed when missing like faketime.
+podman:
+	@command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get install -y -qq podman runc debootstrap >/dev/null 2>&1 || \
+		{ $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq podman runc debootstrap; }; }
 
 clean:
 	rm -rf $(VENV) .dagster_home .demo data .pytest_cache .ruff_cache .hypothesis test-artifacts
