@@ -11,6 +11,7 @@ shows (pods scheduled, the volume attached, a run launched).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,17 @@ def test_every_pod_that_opens_the_duckdb_file_mounts_the_one_volume_on_one_node(
     (mount,) = deployment["volumeMounts"]
     assert Path(env_of(deployment)["USERSNAP_CHANNELS_DB"]).parent == Path(mount["mountPath"])
     assert deployment["nodeSelector"] == launcher["runK8sConfig"]["podSpecConfig"]["nodeSelector"]
+
+
+def test_the_pods_can_write_the_volume_as_the_images_user() -> None:
+    """The image runs as uid 10001 (Containerfile): a fresh volume owned by root is writable only through
+    the pods' fsGroup, on the code server and on every run pod alike."""
+    uid = re.search(r"^USER\s+(\d+)", (REPO / "Containerfile").read_text(), re.M)
+    assert uid is not None
+    values = load_values()
+    run_pod = values["runLauncher"]["config"]["k8sRunLauncher"]["runK8sConfig"]["podSpecConfig"]
+    assert code_location(values)["podSecurityContext"]["fsGroup"] == int(uid.group(1))
+    assert run_pod["securityContext"]["fsGroup"] == int(uid.group(1))
 
 
 def rendered_instance(values: dict[str, Any], kubeconfig: Path) -> dict[str, Any]:
