@@ -51,9 +51,9 @@ def _fill(con: Any, *, duplicate: bool = False) -> None:
         "INSERT INTO sources VALUES ('src_1', 'Product', 'Acme', 'A_ID', 'A_SECRET', '7d', DATE '2026-01-01', "
         "'connected', now(), NULL, NULL, NULL)"
     )
-    rows = [("fb1", "2026-01-02 10:00:00+00"), ("fb2", "2026-01-01 09:00:00+00")]
     if duplicate:
-        rows.append(("fb1", "2026-01-02 10:00:00+00"))
+        con.execute("INSERT INTO channels VALUES ('Product', now())")
+    rows = [("fb1", "2026-01-02 10:00:00+00"), ("fb2", "2026-01-01 09:00:00+00")]
     for fid, at in rows:
         con.execute(
             "INSERT INTO data_points VALUES ('Product', 'src_1', 'Acme', 'p1', 'Web', ?, 7, ?::TIMESTAMPTZ, "
@@ -103,7 +103,7 @@ def test_a_file_of_the_previous_release_gains_comments_keys_and_views_keeping_ev
         # the old view was replaced by today's (it has `number` now)
         assert "number" in [d[0] for d in con.execute("SELECT * FROM data_point_numbers").description]
         with pytest.raises(duckdb.ConstraintException):
-            con.execute("INSERT INTO data_points SELECT * FROM data_points WHERE feedback_id = 'fb1'")
+            con.execute("INSERT INTO channels SELECT * FROM channels")
         with pytest.raises(duckdb.ConstraintException):
             con.execute(
                 "INSERT INTO sources SELECT 'src_2', * EXCLUDE (source_id) FROM sources WHERE source_id = 'src_1'"
@@ -121,13 +121,13 @@ def test_a_table_whose_rows_break_its_key_keeps_them_and_is_tried_again(tmp_path
         _fill(con, duplicate=True)
     con = connect(str(path))
     try:
-        assert con.execute("SELECT count(*) FROM data_points").fetchone()[0] == 3
-        assert "data_points" not in _primary_keys(con)
+        assert con.execute("SELECT count(*) FROM channels").fetchone()[0] == 2
+        assert "channels" not in _primary_keys(con)
         assert "sources" in _primary_keys(con)
         assert con.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 0  # retried on the next open
-        con.execute("DELETE FROM data_points WHERE rowid = (SELECT max(rowid) FROM data_points)")
+        con.execute("DELETE FROM channels WHERE rowid = (SELECT max(rowid) FROM channels)")
         ensure_schema(con)
-        assert "data_points" in _primary_keys(con)
+        assert "channels" in _primary_keys(con)
         assert con.execute("SELECT fingerprint FROM schema_version").fetchall() == [(schema.SCHEMA_FINGERPRINT,)]
     finally:
         con.close()
