@@ -14,3 +14,15 @@ def query(db: str, sql: str, params: list[Any] | None = None) -> list[tuple]:
         return con.execute(sql, params or []).fetchall()
     finally:
         con.close()
+
+
+#: Every asset of the definitions, as `dg list defs` and the resolved asset graph name them.
+ASSET_KEYS = {
+    "usersnap_projects",
+    "raw_feedback",
+    "data_points",
+    "data_point_themes",
+    "themes",
+    "theme_trends",
+    "theme_report",
+}

@@ -11,6 +11,7 @@ import dagster as dg
 
 from usersnap_channels.definitions import build_definitions
 from usersnap_channels_tests.conftest import REPO
+from usersnap_channels_tests.helpers import ASSET_KEYS
 
 
 def test_every_definition_resolves(tmp_path: Path, instance: dg.DagsterInstance) -> None:
@@ -22,15 +23,7 @@ def test_every_definition_resolves(tmp_path: Path, instance: dg.DagsterInstance)
     assert defs.resolve_schedule_def("usersnap_late_arrivals_schedule")
     assert defs.resolve_schedule_def("themes_recompute_schedule")
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {
-        "usersnap_projects",
-        "raw_feedback",
-        "data_points",
-        "data_point_themes",
-        "themes",
-        "theme_trends",
-        "theme_report",
-    }
+    assert keys == ASSET_KEYS
     for key in ("data_points", "data_point_themes", "themes", "theme_trends"):
         spec = defs.resolve_assets_def(key).specs_by_key[dg.AssetKey(key)]
         assert spec.description and spec.metadata["dagster/column_schema"].columns, key

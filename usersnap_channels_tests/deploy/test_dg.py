@@ -18,6 +18,7 @@ import requests
 
 from usersnap_channels.devserver.process import free_port
 from usersnap_channels_tests.conftest import REPO
+from usersnap_channels_tests.helpers import ASSET_KEYS
 
 DG = Path(sys.executable).with_name("dg")
 
@@ -64,15 +65,7 @@ def test_dg_check_defs_passes_without_warnings(tmp_path: Path) -> None:
 
 def test_dg_list_defs_lists_every_asset_job_sensor_and_schedule(tmp_path: Path) -> None:
     listed = json.loads(run_dg(tmp_path, "list", "defs", "--json").stdout)
-    assert {a["asset_key"] for a in listed["assets"]} == {
-        "usersnap_projects",
-        "raw_feedback",
-        "data_points",
-        "data_point_themes",
-        "themes",
-        "theme_trends",
-        "theme_report",
-    }
+    assert {a["asset_key"] for a in listed["assets"]} == ASSET_KEYS
     assert {c["key"] for c in listed["asset_checks"]} == {
         "data_points:data_points_match_usersnap_count",
         "theme_trends:theme_trends_sum_to_themed_data_points",
