@@ -104,9 +104,9 @@ def _print_next_steps(console: Console, report: Path) -> None:
         "To watch the sync sensor pick up new feedback, run the dev server (same keys as the demo) first:\n"
         f"  .venv/bin/usersnap-channels dev-server --env-file {DEMO_DIR}/dev.env &\n"
         f"  set -a; . {DEMO_DIR}/dev.env; set +a; USERSNAP_CHANNELS_DB={DEMO_DIR}/channels.duckdb make dev\n"
-        "Query the data yourself:\n"
-        f"  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{DEMO_DIR}/channels.duckdb', read_only=True)"
-        ".sql('FROM data_points LIMIT 5'))\""
+        "Query the data yourself (the snapshot, refreshed after each sync, never blocks one):\n"
+        f"  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{DEMO_DIR}/channels.snapshot.duckdb', "
+        "read_only=True).sql('FROM data_points LIMIT 5'))\""
     )
 
 
