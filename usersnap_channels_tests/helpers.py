@@ -36,8 +36,7 @@ ASSET_KEYS = {
 
 @contextmanager
 def instance_at(home: str | Path) -> Iterator[dg.DagsterInstance]:
-    """The Dagster instance in `home`, loaded as Dagster's own processes load it: with DAGSTER_HOME set to it
-    (the project's dagster.yaml names its storage folder by DAGSTER_HOME)."""
+    """The Dagster instance in `home`, loaded as Dagster's own processes load it: with DAGSTER_HOME set to it."""
     previous = os.environ.get("DAGSTER_HOME")
     os.environ["DAGSTER_HOME"] = str(home)
     try:

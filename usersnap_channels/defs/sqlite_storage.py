@@ -8,9 +8,10 @@ Everything else is Dagster's own: same files and layout under `$DAGSTER_HOME` (r
 schedules), same locking (`_db_lock` serialises this process's writers as before), same transactions and
 durability (each event still commits on its own). Only the engine and its connection outlive a call.
 
-`dagster.yaml` names the folder by `env: DAGSTER_HOME` (Dagster's default storage has no setting for "the
-instance's own folder"); loading the instance from another folder while DAGSTER_HOME names a different one
-is refused with a clear error rather than mixing two instances' histories.
+`dagster.yaml` names only this event log (`event_log_storage`, no folder): run and schedule storage stay
+Dagster's defaults, and the event log takes its folder from the instance it joins (`<instance>/history/runs`,
+where Dagster's default keeps it), so any way of loading the instance — `$DAGSTER_HOME`, `from_config(dir)`,
+the throwaway instance of `dg dev` — finds its own history.
 
 The engines of at most `KEPT_SHARDS` shards are kept (the index and the most recent runs): a daemon or
 webserver that reads many runs' logs does not keep a file open per run. A process forked from one that
@@ -25,12 +26,12 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from dagster._core.errors import DagsterInvariantViolationError
+from dagster import Field, StringSource
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     SQLITE_BUSY_TIMEOUT_SECONDS,
     SqliteEventLogStorage,
 )
-from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
+from dagster._core.storage.sqlite_storage import _event_logs_directory
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import QueuePool
@@ -43,12 +44,35 @@ KEPT_SHARDS = 8
 
 
 class KeptEngineSqliteEventLogStorage(SqliteEventLogStorage):
-    """`SqliteEventLogStorage` that keeps one engine, and its open connection, per recent shard."""
+    """`SqliteEventLogStorage` that keeps one engine, and its open connection, per recent shard.
 
-    def __init__(self, base_dir: str, inst_data: Any = None) -> None:
+    Without a `base_dir` it is made when it joins its instance (`register_instance`, the first thing a
+    `DagsterInstance` does with its event log), in the instance's own `history/runs`."""
+
+    def __init__(self, base_dir: str | None = None, inst_data: Any = None) -> None:
         self._kept: OrderedDict[str, Engine] = OrderedDict()
         self._kept_pid = os.getpid()
-        super().__init__(base_dir, inst_data)
+        self._pending_inst_data = inst_data
+        self._made = False
+        if base_dir is not None:
+            self._make(base_dir)
+
+    def _make(self, base_dir: str) -> None:
+        super().__init__(base_dir, self._pending_inst_data)
+        self._made = True
+
+    @classmethod
+    def config_type(cls) -> Any:
+        return {"base_dir": Field(StringSource, is_required=False)}
+
+    @classmethod
+    def from_config_value(cls, inst_data: Any, config_value: Mapping[str, Any]) -> KeptEngineSqliteEventLogStorage:
+        return cls(config_value.get("base_dir"), inst_data)
+
+    def register_instance(self, instance: DagsterInstance) -> None:
+        if not self._made:
+            self._make(_event_logs_directory(instance.root_directory))
+        super().register_instance(instance)
 
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:  # ty: ignore[invalid-method-override]
@@ -79,34 +103,10 @@ class KeptEngineSqliteEventLogStorage(SqliteEventLogStorage):
         self._kept.move_to_end(shard)
         return engine
 
-    def register_instance(self, instance: DagsterInstance) -> None:
-        """Refuse an instance whose folder is not this storage's: `base_dir` comes from `$DAGSTER_HOME`, so
-        `DagsterInstance.from_config(other_folder)` with another DAGSTER_HOME set would otherwise read and
-        write the other instance's history without a word."""
-        expected = os.path.realpath(_event_logs_directory(instance.root_directory))
-        if os.path.realpath(self._base_dir) != expected:
-            raise DagsterInvariantViolationError(
-                f"The Dagster instance at {instance.root_directory} names its storage by DAGSTER_HOME, which is "
-                f"{os.environ.get('DAGSTER_HOME')!r}: set DAGSTER_HOME to the instance's folder before loading it."
-            )
-        super().register_instance(instance)
-
     def dispose(self) -> None:
+        if not self._made:  # never joined an instance: nothing was opened
+            return
         super().dispose()
         with self._db_lock:
             while self._kept:
                 self._kept.popitem()[1].dispose()
-
-
-class KeptEngineSqliteStorage(DagsterSqliteStorage):
-    """Dagster's default SQLite storage (`base_dir` as Dagster's: `$DAGSTER_HOME`) with the kept-engine
-    event log; runs and schedules are Dagster's own."""
-
-    def __init__(self, base_dir: str, inst_data: Any = None) -> None:
-        super().__init__(base_dir, inst_data)
-        self._event_log_storage.dispose()
-        self._event_log_storage = KeptEngineSqliteEventLogStorage(_event_logs_directory(base_dir))
-
-    @classmethod
-    def from_config_value(cls, inst_data: Any, config_value: Mapping[str, Any]) -> KeptEngineSqliteStorage:
-        return cls.from_local(inst_data=inst_data, **config_value)

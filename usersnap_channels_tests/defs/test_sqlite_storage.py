@@ -49,13 +49,16 @@ def test_the_project_instance_keeps_engines_in_dagsters_own_layout(tmp_path: Pat
     assert out.stdout.strip() == str(runs)
 
 
-def test_an_instance_loaded_from_another_folder_than_dagster_home_is_refused(
+def test_an_instance_loaded_from_its_folder_keeps_its_own_history_whatever_dagster_home_says(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first, second = project_home(tmp_path / "first"), project_home(tmp_path / "second")
     monkeypatch.setenv("DAGSTER_HOME", str(first))
-    with pytest.raises(dg.DagsterInvariantViolationError, match="set DAGSTER_HOME to the instance's folder"):
-        dg.DagsterInstance.from_config(str(second))
+    with dg.DagsterInstance.from_config(str(second)) as instance:
+        assert dg.materialize([counted], instance=instance).success
+        assert isinstance(instance.event_log_storage, KeptEngineSqliteEventLogStorage)
+    assert (second / "history" / "runs" / "index.db").exists()
+    assert not (first / "history").exists()
 
 
 def test_the_dagster_internals_it_overrides_are_still_there(tmp_path: Path) -> None:
