@@ -101,7 +101,6 @@ def pipeline(
     (home / "dagster.yaml").write_text((POSTGRES_PROFILE if postgres else SQLITE_PROFILE).read_text())
     os.environ.update(
         {
-            "DAGSTER_HOME": str(home),
             "BENCH_JWT_ID": ws["jwt_id"],
             "BENCH_JWT_SECRET": ws["jwt_secret"],
             "USERSNAP_BASE_URL": f"{root}/v0.1",

@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
-
-import dagster as dg
 
 from usersnap_channels.warehouse.connection import connect
 
@@ -32,18 +26,3 @@ ASSET_KEYS = {
     "theme_trends",
     "theme_report",
 }
-
-
-@contextmanager
-def instance_at(home: str | Path) -> Iterator[dg.DagsterInstance]:
-    """The Dagster instance in `home`, loaded as Dagster's own processes load it: with DAGSTER_HOME set to it."""
-    previous = os.environ.get("DAGSTER_HOME")
-    os.environ["DAGSTER_HOME"] = str(home)
-    try:
-        with dg.DagsterInstance.get() as instance:
-            yield instance
-    finally:
-        if previous is None:
-            del os.environ["DAGSTER_HOME"]
-        else:
-            os.environ["DAGSTER_HOME"] = previous

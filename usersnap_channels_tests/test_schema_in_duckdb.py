@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -160,46 +161,48 @@ def test_an_up_to_date_file_costs_one_lookup(tmp_path: Path) -> None:
         con.close()
 
 
-def test_data_points_wide_equals_a_direct_query(tmp_path: Path) -> None:
+@pytest.fixture
+def filled(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A new file, brought up to date, with `_fill`'s two data points."""
     con = connect(str(tmp_path / "x.duckdb"))
     try:
         _fill(con)
-        wide = con.execute("SELECT feedback_id, fields FROM data_points_wide ORDER BY feedback_id").fetchall()
-        direct = con.execute(
-            "SELECT feedback_id, origin || '.' || name, value FROM data_point_fields ORDER BY ALL"
-        ).fetchall()
-        assert wide[0][0] == "fb1" and wide[0][1] == {k: v for f, k, v in direct if f == "fb1"}
-        assert wide[0][1]["form.plan"] == "pro" and wide[0][1]["custom_data.plan"] == "free"
-        assert wide[1] == ("fb2", {})
-        same = con.execute(
-            "SELECT count(*) FROM data_points_wide w JOIN data_points d USING (source_id, feedback_id) "
-            "WHERE w.text = d.text AND w.submitted_at = d.submitted_at"
-        ).fetchone()[0]
-        assert same == con.execute("SELECT count(*) FROM data_points").fetchone()[0] == 2
-        assert con.execute(
-            "SELECT fields['custom_data.user.id'] FROM data_points_wide WHERE feedback_id = 'fb1'"
-        ).fetchone() == ("12345678901234567890",)
+        yield con
     finally:
         con.close()
 
 
-def test_data_point_conversation_lists_turns_in_order_with_their_data_point(tmp_path: Path) -> None:
-    con = connect(str(tmp_path / "x.duckdb"))
-    try:
-        _fill(con)
-        view = con.execute(
-            "SELECT feedback_id, turn, text, channel_name, project_name, link, submitted_at "
-            "FROM data_point_conversation"
-        ).fetchall()
-        direct = con.execute(
-            "SELECT t.feedback_id, t.turn, t.text, d.channel_name, d.project_name, d.link, d.submitted_at "
-            "FROM data_point_turns t JOIN data_points d USING (source_id, feedback_id) "
-            "ORDER BY d.submitted_at, t.turn"
-        ).fetchall()
-        assert view == direct
-        assert [(r[0], r[1]) for r in view] == [("fb2", 1), ("fb1", 1), ("fb1", 2)]
-    finally:
-        con.close()
+def test_data_points_wide_equals_a_direct_query(filled: duckdb.DuckDBPyConnection) -> None:
+    con = filled
+    wide = con.execute("SELECT feedback_id, fields FROM data_points_wide ORDER BY feedback_id").fetchall()
+    direct = con.execute(
+        "SELECT feedback_id, origin || '.' || name, value FROM data_point_fields ORDER BY ALL"
+    ).fetchall()
+    assert wide[0][0] == "fb1" and wide[0][1] == {k: v for f, k, v in direct if f == "fb1"}
+    assert wide[0][1]["form.plan"] == "pro" and wide[0][1]["custom_data.plan"] == "free"
+    assert wide[1] == ("fb2", {})
+    same = con.execute(
+        "SELECT count(*) FROM data_points_wide w JOIN data_points d USING (source_id, feedback_id) "
+        "WHERE w.text = d.text AND w.submitted_at = d.submitted_at"
+    ).fetchone()[0]
+    assert same == con.execute("SELECT count(*) FROM data_points").fetchone()[0] == 2
+    assert con.execute(
+        "SELECT fields['custom_data.user.id'] FROM data_points_wide WHERE feedback_id = 'fb1'"
+    ).fetchone() == ("12345678901234567890",)
+
+
+def test_data_point_conversation_lists_turns_in_order_with_their_data_point(filled: duckdb.DuckDBPyConnection) -> None:
+    con = filled
+    view = con.execute(
+        "SELECT feedback_id, turn, text, channel_name, project_name, link, submitted_at FROM data_point_conversation"
+    ).fetchall()
+    direct = con.execute(
+        "SELECT t.feedback_id, t.turn, t.text, d.channel_name, d.project_name, d.link, d.submitted_at "
+        "FROM data_point_turns t JOIN data_points d USING (source_id, feedback_id) "
+        "ORDER BY d.submitted_at, t.turn"
+    ).fetchall()
+    assert view == direct
+    assert [(r[0], r[1]) for r in view] == [("fb2", 1), ("fb1", 1), ("fb1", 2)]
 
 
 def test_an_up_to_date_file_leaves_its_connection_free_for_arrow_hand_off(tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventL
 
 from usersnap_channels.defs.sqlite_storage import KEPT_SHARDS, KeptEngineSqliteEventLogStorage
 from usersnap_channels_tests.conftest import REPO
-from usersnap_channels_tests.helpers import instance_at
 
 
 @dg.asset
@@ -29,7 +28,7 @@ def project_home(path: Path) -> Path:
 def test_the_project_instance_keeps_engines_in_dagsters_own_layout(tmp_path: Path) -> None:
     home = project_home(tmp_path / "home")
     runs = KEPT_SHARDS + 4
-    with instance_at(home) as instance:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
         storage = instance.event_log_storage
         assert isinstance(storage, KeptEngineSqliteEventLogStorage)
         for _ in range(runs):

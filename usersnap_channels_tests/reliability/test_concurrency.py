@@ -20,7 +20,6 @@ from usersnap_channels.partitions import utc_today
 from usersnap_channels.usersnap.mapping import DataPoint, map_item
 from usersnap_channels.warehouse.connection import connect
 from usersnap_channels_tests.conftest import REPO, add_source
-from usersnap_channels_tests.helpers import instance_at
 
 IMPORT_STEP = "usersnap_feedback"
 
@@ -44,7 +43,7 @@ def finish(process: subprocess.Popen[str]) -> None:
 
 def import_steps(home: Path) -> list[tuple[float, float]]:
     """(start, end) of every import step recorded in the Dagster instance at `home`."""
-    with instance_at(home) as instance:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
         spans = []
         for run in instance.get_runs(filters=dg.RunsFilter(job_name=usersnap_sync_job.name)):
             events = [
@@ -131,8 +130,7 @@ def test_two_syncs_on_separate_instances_still_end_with_exact_data(
     other_home = tmp_path / "other_dagster_home"
     other_home.mkdir()
     (other_home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
-    with instance_at(other_home):  # its storage exists before the two syncs race to create it
-        pass
+    dg.DagsterInstance.from_config(str(other_home)).dispose()
     devserver.set_faults(delay_s=0.3)  # long enough imports that the two nearly always overlap
     first, second = start_sync(env), start_sync({**env, "DAGSTER_HOME": str(other_home)})
     finish(first)

@@ -28,7 +28,6 @@ from usersnap_channels.partitions import utc_today, window_start
 from usersnap_channels.warehouse.connection import connect
 from usersnap_channels.warehouse.registry import Source, list_sources
 from usersnap_channels_tests.conftest import run_cli
-from usersnap_channels_tests.helpers import instance_at
 from usersnap_channels_tests.reliability.test_faults import assert_equals_server, server_units
 
 ACME = ["--jwt-id-env", "ACME_JWT_ID", "--jwt-secret-env", "ACME_JWT_SECRET"]
@@ -287,7 +286,7 @@ def only_source(db: str) -> Source:
 
 def assert_no_run_left_started(env: dict[str, str]) -> None:
     """The killed run does not stay 'started' forever in the Dagster instance."""
-    with instance_at(env["DAGSTER_HOME"]) as instance:
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         stuck = instance.get_runs(
             filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING])
         )

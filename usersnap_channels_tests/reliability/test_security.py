@@ -16,6 +16,7 @@ import secrets
 import traceback
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from usersnap_channels import settings
@@ -24,7 +25,6 @@ from usersnap_channels.devserver import DevServer
 from usersnap_channels.usersnap.client import Credentials, InvalidCredentials, UsersnapClient, read_credentials
 from usersnap_channels.warehouse.connection import connect
 from usersnap_channels_tests.conftest import run_cli
-from usersnap_channels_tests.helpers import instance_at
 
 PACKAGE = Path(__file__).resolve().parents[2] / "usersnap_channels"
 ACME = ["--jwt-id-env", "ACME_JWT_ID", "--jwt-secret-env", "ACME_JWT_SECRET"]
@@ -109,7 +109,7 @@ def test_no_secret_anywhere_after_a_full_life_cycle(env: dict[str, str], devserv
         assert "Traceback" not in text
 
     # run config, tags and every event of every run on the instance
-    with instance_at(home) as instance:
+    with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs()
         assert {r.job_name for r in runs} >= {"usersnap_sync_job"}
         for run in runs:
