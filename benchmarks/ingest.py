@@ -11,11 +11,13 @@ measured code for the GIL) and write the same rows into a fresh DuckDB file:
 
 Two windows: 50,000 items over 30 days (5 projects), and the same volume over a 6-month backfill window
 (5 projects, 184 daily partitions), whose `sync` wall time the issue asks for. Both time the import alone
-(`USERSNAP_CHANNELS_THEMES=off`). The 6-month import runs ROUNDS times on each instance profile — SQLite
-(`dagster.yaml`) and Postgres (`deploy/postgres/dagster.yaml`, on a local Postgres this script starts and
-removes, a fresh database per run), each instance's storage created before the clock starts — interleaved
-with the baseline, in an order rotated every round; each ratio is the median over the rounds of
-(pipeline rate / that round's baseline rate): this machine is noisy.
+(`USERSNAP_CHANNELS_THEMES=off`). The 30-day import runs ROUNDS times, each in a fresh process as a CLI
+`sync` does (its peak RSS, `peak_rss_mb`, is that process's: the import's own, nothing else of this
+script's), interleaved with the baseline; its ratio is the median of the rounds'. The 6-month import runs
+ROUNDS times on each instance profile — SQLite (`dagster.yaml`) and Postgres (`deploy/postgres/dagster.yaml`,
+on a local Postgres this script starts and removes, a fresh database per run), each instance's storage
+created before the clock starts — interleaved with the baseline, in an order rotated every round; each
+ratio is the median over the rounds of (pipeline rate / that round's baseline rate): this machine is noisy.
 Then the 30-day import again with themes on, as users run it (`BENCH_THEMES=off` skips it):
 `sync_with_themes_s` (import, embedding of every new text, the first theming of the 50k data points,
 trends), and `themes_step_rss_mb`, the peak RSS of the themes worker processes (the model and the
@@ -26,6 +28,7 @@ Last line: one JSON object with the figures.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import resource
 import statistics
@@ -33,6 +36,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
@@ -191,6 +195,39 @@ def baseline(ws: dict, root: str, first_day: date, workdir: Path) -> tuple[float
     return time.perf_counter() - started, items
 
 
+def pipeline_child(ws: dict, root: str, first_day: date, window: str, workdir: Path) -> tuple[float, int, float]:
+    """`pipeline` in the process this runs in; also returns that process's peak RSS (MB)."""
+    seconds, items = pipeline(ws, root, first_day, window, workdir)
+    return seconds, items, peak_rss_mb()
+
+
+def pipeline_in_fresh_process(
+    ws: dict, root: str, first_day: date, window: str, workdir: Path
+) -> tuple[float, int, float]:
+    """`pipeline` in a newly spawned process, as a CLI `sync` runs: (seconds, items, peak RSS in MB)."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(pipeline_child, ws, root, first_day, window, workdir).result()
+
+
+def thirty_day_rounds(ws: dict, root: str, first_day: date, tmp: str) -> dict[str, list[float]]:
+    """ROUNDS rounds of the 30-day import (each in a fresh process) and the baseline, the order swapped
+    every round; returns the seconds of each run by kind, and `rss`: each pipeline process's peak (MB)."""
+    runs: dict[str, list[float]] = {"pipeline": [], "baseline": [], "rss": []}
+    for round_ in range(ROUNDS):
+        for kind in ("pipeline", "baseline") if round_ % 2 == 0 else ("baseline", "pipeline"):
+            workdir = Path(tempfile.mkdtemp(dir=tmp))
+            if kind == "baseline":
+                seconds, items = baseline(ws, root, first_day, workdir)
+            else:
+                seconds, items, rss = pipeline_in_fresh_process(ws, root, first_day, "30d", workdir)
+                runs["rss"].append(rss)
+            if items != ITEMS:
+                raise SystemExit(f"30 days, {kind}: {items} items instead of {ITEMS}")
+            print(f"  30 days, round {round_ + 1}, {kind:8}: {seconds:6.2f} s", flush=True)
+            runs[kind].append(seconds)
+    return runs
+
+
 def themes_figures(db: str) -> dict:
     """What the themes step left in the DuckDB file."""
     con = connect(db, read_only=True)
@@ -226,14 +263,11 @@ def record_worker_rss() -> list[float]:
 
 def six_month_rounds(ws: dict, root: str, first_day: date, tmp: str, server: LocalPostgres) -> dict[str, list[float]]:
     """ROUNDS rounds of the baseline and `sync` on both profiles over the 6-month window, in an order rotated
-    every round (the first round runs both pipelines before any baseline, so the peak RSS read then is
-    theirs); returns the seconds of each run by kind, and `rss` (MB) after the first round's pipelines."""
+    every round; returns the seconds of each run by kind."""
     kinds = ["sqlite", "postgres", "baseline"]
-    runs: dict[str, list[float]] = {kind: [] for kind in (*kinds, "rss")}
+    runs: dict[str, list[float]] = {kind: [] for kind in kinds}
     for round_ in range(ROUNDS):
         for kind in kinds[round_ % 3 :] + kinds[: round_ % 3]:
-            if kind == "baseline" and not runs["rss"]:
-                runs["rss"].append(peak_rss_mb())
             workdir = Path(tempfile.mkdtemp(dir=tmp))
             if kind == "baseline":
                 seconds, items = baseline(ws, root, first_day, workdir)
@@ -263,26 +297,27 @@ def main() -> None:
             make_workspace(root, "Bench 30d", first_30d, today),
             make_workspace(root, "Bench 6m", first_6m, today),
         )
-        seconds_30d, items_30d = pipeline(ws_30d, root, first_30d, "30d", Path(tempfile.mkdtemp(dir=tmp)))
+        thirty = thirty_day_rounds(ws_30d, root, first_30d, tmp)
         six = six_month_rounds(ws_6m, root, first_6m, tmp, postgres)
-        rss_main = max(six["rss"])
-        base_30d, base_items_30d = baseline(ws_30d, root, first_30d, Path(tempfile.mkdtemp(dir=tmp)))
         worker_rss, themes_seconds, themed = record_worker_rss(), None, None
         if themes_on:
             themes_dir = Path(tempfile.mkdtemp(dir=tmp))
             themes_seconds, _ = pipeline(ws_30d, root, first_30d, "30d", themes_dir, themes=True)
             themed = themes_figures(str(themes_dir / "pipeline.duckdb"))
-    if not items_30d == base_items_30d == ITEMS:
-        raise SystemExit(f"item counts differ: pipeline {items_30d}, baseline {base_items_30d}, expected {ITEMS}")
-    ratio_30d = base_30d / seconds_30d  # same items: the ratio of the rates
+    # same items in both: each round's ratio of the rates is baseline seconds / pipeline seconds
+    ratio_30d = statistics.median(b / p for b, p in zip(thirty["baseline"], thirty["pipeline"], strict=True))
+    seconds_30d, base_30d = statistics.median(thirty["pipeline"]), statistics.median(thirty["baseline"])
+    rss_main = max(thirty["rss"])
     ratios = {
         kind: statistics.median(b / p for b, p in zip(six["baseline"], six[kind], strict=True))
         for kind in ("sqlite", "postgres")
     }
-    print(f"30 days: {ITEMS} items, {PROJECTS} projects, {(today - first_30d).days + 1} daily partitions")
-    print(f"  pipeline (sync through Dagster, SQLite): {seconds_30d:6.2f} s  {ITEMS / seconds_30d:8.0f} items/s")
-    print(f"  baseline (plain requests loop):          {base_30d:6.2f} s  {ITEMS / base_30d:8.0f} items/s")
-    print(f"  ratio pipeline/baseline: {ratio_30d:.2f}")
+    print(
+        f"30 days: {ITEMS} items, {PROJECTS} projects, {(today - first_30d).days + 1} daily partitions, {ROUNDS} rounds"
+    )
+    print(f"  pipeline (sync through Dagster, SQLite): median {seconds_30d:6.2f} s  {ITEMS / seconds_30d:8.0f} items/s")
+    print(f"  baseline (plain requests loop):          median {base_30d:6.2f} s  {ITEMS / base_30d:8.0f} items/s")
+    print(f"  ratio pipeline/baseline, median of the rounds: {ratio_30d:.2f}")
     print(
         f"6 months: {ITEMS} items, {PROJECTS} projects, {(today - first_6m).days + 1} daily partitions, {ROUNDS} rounds"
     )
@@ -291,7 +326,9 @@ def main() -> None:
         print(f"  {kind:8}: median {statistics.median(six[kind]):6.2f} s  (runs {runs})")
     print(f"  ratio pipeline/baseline, median of the rounds: SQLite {ratios['sqlite']:.2f}, ", end="")
     print(f"Postgres {ratios['postgres']:.2f}")
-    print(f"peak RSS of the pipeline: {rss_main:.0f} MB (the Dagster process; fetch workers are separate processes)")
+    rss_runs = ", ".join(f"{x:.0f}" for x in thirty["rss"])
+    print(f"peak RSS of the 30-day import: {rss_main:.0f} MB, the highest of its fresh processes ({rss_runs} MB;")
+    print("  the Dagster process: fetch workers are processes of their own)")
     if themed is not None:
         print(
             f"30 days with themes on: {themes_seconds:.2f} s (import alone {seconds_30d:.2f} s); "

@@ -32,8 +32,6 @@ from usersnap_channels.defs.provenance import scope_tags
 from usersnap_channels.ingest.importer import ImportProgress, add_progress_listener, remove_progress_listener
 from usersnap_channels.ingest.plan import plan_units
 from usersnap_channels.partitions import PARTITIONS_START, utc_today
-from usersnap_channels.themes.service import add_progress_listener as add_themes_listener
-from usersnap_channels.themes.service import remove_progress_listener as remove_themes_listener
 from usersnap_channels.warehouse.connection import open_database
 from usersnap_channels.warehouse.feedback import synced_units
 from usersnap_channels.warehouse.registry import Source
@@ -220,6 +218,10 @@ class _Tracker:
 def run_themes(*, instance_home: Path, channel: str | None, show_progress: bool, database: str | None = None) -> str:
     """One in-process run of `themes_job` with a full recompute (ids kept); returns its run id, raises
     `ThemesFailed` with the run's error when it fails."""
+    # here, not at the top: the themes service loads the clustering (scipy), which `sync` alone never needs
+    from usersnap_channels.themes.service import add_progress_listener as add_themes_listener
+    from usersnap_channels.themes.service import remove_progress_listener as remove_themes_listener
+
     os.environ["DAGSTER_HOME"] = str(instance_home)
     database = database or str(settings.db_path())
     defs = build_definitions(database=database)

@@ -20,7 +20,6 @@ _TURN_SCHEMA = TABLES["data_point_turns"].arrow_schema()
 _FIELD_SCHEMA = TABLES["data_point_fields"].arrow_schema()
 _REJECTED_SCHEMA = TABLES["rejected_items"].arrow_schema()
 _SYNC_SCHEMA = TABLES["sync_state"].arrow_schema()
-_PROJECTS_SCHEMA = TABLES["usersnap_projects"].arrow_schema()
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
@@ -145,21 +144,22 @@ def _unit_problem(dp: DataPoint, unit: Unit, seen: set[str]) -> str | None:
     return None
 
 
-def project_rows(source_id: str, projects: Sequence[dict[str, Any]], refreshed_at: datetime) -> pa.Table:
-    """`usersnap_projects` rows for the projects one key can see (fields of the wrong type become NULL)."""
-    return pa.table(
-        {
-            "source_id": [source_id] * len(projects),
-            "project_id": [str(p.get("project_id")) for p in projects],
-            "name": [p.get("name") for p in projects],
-            "feedback_count": [_int_or_none(p.get("feedback_count")) for p in projects],
-            "open_feedback_count": [_int_or_none(p.get("open_feedback_count")) for p in projects],
-            "is_live": [p.get("is_live") if isinstance(p.get("is_live"), bool) else None for p in projects],
-            "created_at": [parse_created_at(p.get("created_at")) for p in projects],
-            "refreshed_at": [refreshed_at] * len(projects),
-        },
-        schema=_PROJECTS_SCHEMA,
-    )
+def project_rows(source_id: str, projects: Sequence[dict[str, Any]], refreshed_at: datetime) -> list[tuple]:
+    """`usersnap_projects` rows (in `PROJECT_COLUMNS` order) for the projects one key can see; fields of the
+    wrong type become NULL. Tuples, not Arrow: a few rows, and Arrow from Python lists imports pandas."""
+    return [
+        (
+            source_id,
+            str(p.get("project_id")),
+            p.get("name"),
+            _int_or_none(p.get("feedback_count")),
+            _int_or_none(p.get("open_feedback_count")),
+            p.get("is_live") if isinstance(p.get("is_live"), bool) else None,
+            parse_created_at(p.get("created_at")),
+            refreshed_at,
+        )
+        for p in projects
+    ]
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -28,8 +28,17 @@ FEEDBACK_TABLES: tuple[str, ...] = (
     "sync_state",
 )
 
-_UNIT_SCHEMA = pa.schema([("source_id", pa.string()), ("project_id", pa.string()), ("partition_date", pa.date32())])
-_KEY_SCHEMA = pa.schema([("source_id", pa.string()), ("feedback_id", pa.string())])
+#: Columns of `usersnap_projects`, in the order `replace_usersnap_projects` takes its row tuples.
+PROJECT_COLUMNS: tuple[str, ...] = (
+    "source_id",
+    "project_id",
+    "name",
+    "feedback_count",
+    "open_feedback_count",
+    "is_live",
+    "created_at",
+    "refreshed_at",
+)
 
 
 class UnitKey(NamedTuple):
@@ -71,20 +80,13 @@ def write_arrow(con: duckdb.DuckDBPyConnection, units: Sequence[Unit], tables: d
 
     `tables` maps each feedback table name to the Arrow rows of exactly these units.
     """
-    unit_keys = pa.table(
-        {
-            "source_id": [u.source_id for u in units],
-            "project_id": [u.project_id for u in units],
-            "partition_date": [u.day for u in units],
-        },
-        schema=_UNIT_SCHEMA,
-    )
+    # The small tables are built by DuckDB and by slicing Arrow, never from Python lists: pyarrow imports
+    # pandas for that (≈ 40 MB resident in the Dagster process, for three columns of a few units).
     dps = tables["data_points"]
-    keys = pa.table({"source_id": dps["source_id"], "feedback_id": dps["feedback_id"]}, schema=_KEY_SCHEMA)
-    con.register("_units", unit_keys)
-    con.register("_keys", keys)
+    con.register("_keys", dps.select(["source_id", "feedback_id"]))
     try:
         with transaction(con):
+            _create_unit_keys(con, units)
             # Everything the units held before, plus any row of the same feedback elsewhere, goes first,
             # so (source_id, feedback_id) stays unique whatever happened in earlier runs.
             con.execute(
@@ -112,8 +114,8 @@ def write_arrow(con: duckdb.DuckDBPyConnection, units: Sequence[Unit], tables: d
                     con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _rows")
                     con.unregister("_rows")
             con.execute("DROP TABLE _old_keys")
+            con.execute("DROP TABLE _units")
     finally:
-        con.unregister("_units")
         con.unregister("_keys")
     return WriteResult(
         units=len(units),
@@ -123,6 +125,13 @@ def write_arrow(con: duckdb.DuckDBPyConnection, units: Sequence[Unit], tables: d
         fields=tables["data_point_fields"].num_rows,
         rejected=tables["rejected_items"].num_rows,
     )
+
+
+def _create_unit_keys(con: duckdb.DuckDBPyConnection, units: Sequence[Unit]) -> None:
+    """The temp table `_units` (source_id, project_id, partition_date) of the units being replaced."""
+    con.execute("CREATE OR REPLACE TEMP TABLE _units (source_id VARCHAR, project_id VARCHAR, partition_date DATE)")
+    if units:
+        con.executemany("INSERT INTO _units VALUES (?, ?, ?)", [[u.source_id, u.project_id, u.day] for u in units])
 
 
 @dataclass
@@ -205,11 +214,13 @@ def rows_per_day(con: duckdb.DuckDBPyConnection, first: date, last: date) -> dic
     return {r[0]: DayRows(int(r[1]), int(r[2]), int(r[3])) for r in rows}
 
 
-def replace_usersnap_projects(con: duckdb.DuckDBPyConnection, source_id: str, rows: pa.Table) -> int:
-    """The projects one key can see now (`usersnap_projects` rows), replacing what it could see before."""
+def replace_usersnap_projects(con: duckdb.DuckDBPyConnection, source_id: str, rows: Sequence[tuple]) -> int:
+    """The projects one key can see now (`usersnap_projects` rows as tuples in PROJECT_COLUMNS order),
+    replacing what it could see before."""
+    columns = ", ".join(PROJECT_COLUMNS)
+    marks = ", ".join("?" * len(PROJECT_COLUMNS))
     with transaction(con):
         con.execute("DELETE FROM usersnap_projects WHERE source_id = ?", [source_id])
-        con.register("_projects", rows)
-        con.execute("INSERT INTO usersnap_projects BY NAME SELECT * FROM _projects")
-        con.unregister("_projects")
-    return rows.num_rows
+        if rows:
+            con.executemany(f"INSERT INTO usersnap_projects ({columns}) VALUES ({marks})", [list(r) for r in rows])
+    return len(rows)

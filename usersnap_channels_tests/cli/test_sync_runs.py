@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import dagster as dg
 from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
@@ -15,8 +17,10 @@ from usersnap_channels.defs.compat import LOCATION_NAME, REPOSITORY_NAME
 from usersnap_channels.defs.jobs import TRIGGER_TAG
 from usersnap_channels.defs.provenance import CHANNELS_TAG, DATABASE_KEY, SNAPSHOT_KEY, SOURCES_TAG
 from usersnap_channels.devserver import DevServer
+from usersnap_channels.ingest.importer import PROCESS_POOL_MIN_UNITS
 from usersnap_channels.warehouse.snapshot import snapshot_path
 from usersnap_channels_tests.conftest import REPO, run_cli
+from usersnap_channels_tests.helpers import query
 
 ACME = ("--jwt-id-env", "ACME_JWT_ID", "--jwt-secret-env", "ACME_JWT_SECRET")
 
@@ -82,3 +86,28 @@ def test_a_cli_sync_run_shows_on_its_jobs_page_and_the_timeline(env, instance, d
     assert json.loads(run.tags[CHANNELS_TAG]) == ["Product feedback"]
     assert json.loads(run.tags[SOURCES_TAG]) == ["Product feedback / Acme"]
     assert instance.get_run_by_id(run.run_id).tags[SNAPSHOT_KEY] == os.path.abspath(snapshot_path(db))
+
+
+def test_a_sync_process_leaves_pandas_and_the_clustering_out(env, devserver: DevServer) -> None:
+    """The `sync` process holds what the import needs and no more (its peak RSS is a target): the fetch workers
+    build the Arrow rows, and the Dagster process builds its few small tables with DuckDB, never Arrow from
+    Python lists (pyarrow imports pandas for that, ≈ 40 MB resident); the themes service (scipy) loads for
+    `themes` only. The window is large enough for the fetch workers to be processes, as for any real backfill."""
+    connected = run_cli(
+        "connect", "--channel", "Product feedback", "--source", "Acme", *ACME, "--all-projects",
+        "--backfill", "30d", env=env, cwd=REPO,
+    )  # fmt: skip
+    assert connected.returncode == 0, connected.stderr
+    code = (
+        "import sys\nfrom usersnap_channels.cli.app import main\n"
+        "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+        "print([m for m in ('pandas', 'scipy', 'sknetwork', 'onnxruntime') if m in sys.modules])"
+    )
+    synced = subprocess.run(
+        [sys.executable, "-c", code, "sync"],
+        env={**os.environ, **env, "NO_COLOR": "1"}, capture_output=True, text=True, cwd=REPO, timeout=300,
+    )  # fmt: skip
+    assert synced.returncode == 0, synced.stderr
+    assert synced.stdout.strip().splitlines()[-1] == "[]"
+    units = query(env["USERSNAP_CHANNELS_DB"], "SELECT count(*) FROM sync_state")[0][0]
+    assert units >= PROCESS_POOL_MIN_UNITS  # the import fetched in worker processes

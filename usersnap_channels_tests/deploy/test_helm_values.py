@@ -20,6 +20,8 @@ import pytest
 import yaml
 from dagster_k8s import K8sRunLauncher
 
+from usersnap_channels.defs.instance_env import RUN_ENV
+
 REPO = Path(__file__).resolve().parents[2]
 HELM = REPO / "deploy" / "helm"
 RELEASE, NAMESPACE = "usersnap", "usersnap"
@@ -84,6 +86,14 @@ def test_the_pods_can_write_the_volume_as_the_images_user() -> None:
     run_pod = values["runLauncher"]["config"]["k8sRunLauncher"]["runK8sConfig"]["podSpecConfig"]
     assert code_location(values)["podSecurityContext"]["fsGroup"] == int(uid.group(1))
     assert run_pod["securityContext"]["fsGroup"] == int(uid.group(1))
+
+
+def test_the_processes_that_create_runs_get_the_run_environment() -> None:
+    """The daemon and the webserver run Dagster's image and create runs (sensor and backfill runs, UI launches),
+    so the run environment is theirs by the chart's `env`; the code server and run pods apply it themselves."""
+    values = load_values()
+    for process in ("dagsterDaemon", "dagsterWebserver"):
+        assert {e["name"]: e["value"] for e in values[process]["env"]} == RUN_ENV, process
 
 
 def rendered_instance(values: dict[str, Any], kubeconfig: Path) -> dict[str, Any]:
