@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 # without warning that another one is active.
 DG     := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg
 
-.PHONY: install demo test test-slow test-clock test-postgres postgresql faketime chromium lint bench dev image test-container podman clean
+.PHONY: install demo test test-slow test-clock test-postgres test-helm-chart postgresql faketime chromium lint bench dev image test-container podman clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,17 @@ chromium:
 test-postgres: $(STAMP) postgresql
 	$(BIN)/python -m usersnap_channels_tests.postgres.server -- \
 		$(BIN)/pytest -q -p no:cacheprovider -m postgres usersnap_channels_tests/postgres
+
+# The Helm values against Dagster's chart itself (its values.schema.json, then `helm lint`): needs helm and
+# the chart repository on the network, so not in CI (no network there but the package registries).
+HELM_CHART_DIR := .helm-chart
+test-helm-chart: $(STAMP)
+	@command -v helm >/dev/null || { echo "test-helm-chart needs helm: https://helm.sh/docs/intro/install/" >&2; exit 2; }
+	rm -rf $(HELM_CHART_DIR)
+	helm pull dagster --repo https://dagster-io.github.io/helm --version 1.13.27 --untar --untardir $(HELM_CHART_DIR)
+	DAGSTER_HELM_CHART=$(HELM_CHART_DIR)/dagster $(BIN)/pytest -q -p no:cacheprovider -m helm_chart \
+		usersnap_channels_tests/deploy/test_helm_values.py
+	helm lint $(HELM_CHART_DIR)/dagster -f deploy/helm/values.yaml
 
 # Debian's PostgreSQL server, installed when missing like faketime.
 postgresql:

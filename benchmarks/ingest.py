@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import resource
 import statistics
 import sys
@@ -196,9 +197,11 @@ def baseline(ws: dict, root: str, first_day: date, workdir: Path) -> tuple[float
 
 
 def pipeline_child(ws: dict, root: str, first_day: date, window: str, workdir: Path) -> tuple[float, int, float]:
-    """`pipeline` in the process this runs in; also returns that process's peak RSS (MB)."""
+    """`pipeline` in the process this runs in; also returns that process's peak RSS (MB), read as VmHWM:
+    getrusage's figure would start from this benchmark's own size (Linux keeps it across fork and exec)."""
     seconds, items = pipeline(ws, root, first_day, window, workdir)
-    return seconds, items, peak_rss_mb()
+    status = Path("/proc/self/status").read_text()
+    return seconds, items, int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M).group(1)) / 1024
 
 
 def pipeline_in_fresh_process(

@@ -128,10 +128,13 @@ def write_arrow(con: duckdb.DuckDBPyConnection, units: Sequence[Unit], tables: d
 
 
 def _create_unit_keys(con: duckdb.DuckDBPyConnection, units: Sequence[Unit]) -> None:
-    """The temp table `_units` (source_id, project_id, partition_date) of the units being replaced."""
+    """The temp table `_units` (source_id, project_id, partition_date) of the units being replaced, in one
+    statement (`executemany` costs ≈ 0.2 ms a row)."""
     con.execute("CREATE OR REPLACE TEMP TABLE _units (source_id VARCHAR, project_id VARCHAR, partition_date DATE)")
-    if units:
-        con.executemany("INSERT INTO _units VALUES (?, ?, ?)", [[u.source_id, u.project_id, u.day] for u in units])
+    con.execute(
+        "INSERT INTO _units SELECT unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), unnest($3::DATE[])",
+        [[u.source_id for u in units], [u.project_id for u in units], [u.day for u in units]],
+    )
 
 
 @dataclass

@@ -11,11 +11,14 @@ shows (pods scheduled, the volume attached, a run launched).
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import jsonschema
 import pytest
 import yaml
 from dagster_k8s import K8sRunLauncher
@@ -25,6 +28,8 @@ from usersnap_channels.defs.instance_env import RUN_ENV
 REPO = Path(__file__).resolve().parents[2]
 HELM = REPO / "deploy" / "helm"
 RELEASE, NAMESPACE = "usersnap", "usersnap"
+#: The chart release the values are written for: the dagster release the image pins.
+CHART_VERSION = "1.13.27"
 #: The environment the chart gives the daemon, webserver and run pods (what the instance config refers to).
 CHART_ENV = {
     "DAGSTER_HOME": "/opt/dagster/dagster_home",
@@ -188,3 +193,31 @@ def test_dagster_instance_loads_the_rendered_k8s_run_launcher(tmp_path: Path, mo
         assert config.pool_config.default_pool_limit == local["pools"]["default_limit"] == 1
         assert config.pool_config.pool_granularity.value == local["pools"]["granularity"] == "op"
         assert config.run_queue_config.max_concurrent_runs == local["runs"]["max_concurrent_runs"]
+
+
+@pytest.mark.helm_chart
+def test_the_values_validate_against_the_charts_own_schema() -> None:
+    """Where the chart is (`make test-helm-chart` unpacks it, or DAGSTER_HELM_CHART names an unpacked
+    dagster/dagster 1.13.27): the values against its `values.schema.json`, as `helm install` validates them.
+    Not in `make test`: the chart is on no registry this project's CI reaches, and a copy may not be committed."""
+    chart = os.environ.get("DAGSTER_HELM_CHART")
+    if not chart:
+        pytest.skip("no chart: DAGSTER_HELM_CHART names an unpacked dagster/dagster chart (make test-helm-chart)")
+    chart_yaml = yaml.safe_load((Path(chart) / "Chart.yaml").read_text())
+    assert (chart_yaml["name"], chart_yaml["version"]) == ("dagster", CHART_VERSION)
+    schema = json.loads((Path(chart) / "values.schema.json").read_text())
+    defaults = yaml.safe_load((Path(chart) / "values.yaml").read_text())
+    # helm validates the chart's defaults merged with ours (ours win, maps merged key by key)
+    jsonschema.validate(merge_values(defaults, load_values()), schema)
+
+
+def merge_values(defaults: Any, ours: Any) -> Any:
+    """Helm's coalescing of a values file over the chart's defaults: maps merge, anything else is replaced."""
+    if isinstance(defaults, dict) and isinstance(ours, dict):
+        return {**defaults, **{key: merge_values(defaults.get(key), value) for key, value in ours.items()}}
+    return ours
+
+
+def test_merging_values_follows_helm() -> None:
+    defaults = {"a": {"b": 1, "c": [1, 2]}, "d": 1}
+    assert merge_values(defaults, {"a": {"c": [3]}, "e": 2}) == {"a": {"b": 1, "c": [3]}, "d": 1, "e": 2}
