@@ -31,7 +31,8 @@ test: $(STAMP) chromium
 CLOCK_OFFSETS ?= +5h -11h +17h +31h
 CLOCK_SUITES  ?= usersnap_channels_tests/reliability/test_bad_input.py usersnap_channels_tests/usersnap/test_client.py \
 	usersnap_channels_tests/defs/test_assets.py usersnap_channels_tests/defs/test_checks.py \
-	usersnap_channels_tests/cli/test_lifecycle.py usersnap_channels_tests/devserver/test_devserver.py
+	usersnap_channels_tests/cli/test_lifecycle.py usersnap_channels_tests/devserver/test_devserver.py \
+	usersnap_channels_tests/reliability/test_spans.py
 test-clock: $(STAMP) faketime
 	@for offset in $(CLOCK_OFFSETS); do \
 		echo "== clock shifted by $$offset: $$(faketime -f "$$offset" date -u)"; \

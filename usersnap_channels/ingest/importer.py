@@ -224,9 +224,11 @@ class _JobPlan:
     fetched_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def jobs(self) -> Iterator[UnitJob]:
+        """Chunks of consecutive days of one project where the plan allows (a worker fetches such a run
+        of days as one span: far fewer requests than a day at a time)."""
         chunk = _chunk_size(len(self.units), self.workers)
         pending: list[Unit] = []
-        for unit in self.units:
+        for unit in sorted(self.units, key=lambda u: (u.source_id, u.project_id, u.day)):
             if unit.source_id in self.run.failed_sources:
                 continue
             if pending and (len(pending) >= chunk or pending[0].source_id != unit.source_id):

@@ -235,7 +235,7 @@ def test_ten_percent_5xx_loses_nothing(env, instance, devserver: DevServer) -> N
     devserver.set_faults(rate_5xx=0.10, seed=3)
     import_until_clean(fast_definitions(db), instance, first, today)
     seen = faults_seen(devserver)
-    assert seen["500"] + seen["502"] + seen["503"] >= 4
+    assert seen["500"] + seen["502"] + seen["503"] >= 3  # 5xx answers mid-span and mid-day, all retried
     assert_equals_server(db, devserver, source, first, today)
 
 
