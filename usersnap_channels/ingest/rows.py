@@ -144,20 +144,20 @@ def _unit_problem(dp: DataPoint, unit: Unit, seen: set[str]) -> str | None:
     return None
 
 
-def project_rows(source_id: str, projects: Sequence[dict[str, Any]], refreshed_at: datetime) -> list[tuple]:
-    """`usersnap_projects` rows (in `PROJECT_COLUMNS` order) for the projects one key can see; fields of the
-    wrong type become NULL. Tuples, not Arrow: a few rows, and Arrow from Python lists imports pandas."""
+def project_rows(source_id: str, projects: Sequence[dict[str, Any]], refreshed_at: datetime) -> list[dict[str, Any]]:
+    """`usersnap_projects` rows, column by name, for the projects one key can see; fields of the wrong type
+    become NULL. Plain rows, not Arrow: a few of them, and Arrow from Python lists imports pandas."""
     return [
-        (
-            source_id,
-            str(p.get("project_id")),
-            p.get("name"),
-            _int_or_none(p.get("feedback_count")),
-            _int_or_none(p.get("open_feedback_count")),
-            p.get("is_live") if isinstance(p.get("is_live"), bool) else None,
-            parse_created_at(p.get("created_at")),
-            refreshed_at,
-        )
+        {
+            "source_id": source_id,
+            "project_id": str(p.get("project_id")),
+            "name": p.get("name"),
+            "feedback_count": _int_or_none(p.get("feedback_count")),
+            "open_feedback_count": _int_or_none(p.get("open_feedback_count")),
+            "is_live": p.get("is_live") if isinstance(p.get("is_live"), bool) else None,
+            "created_at": parse_created_at(p.get("created_at")),
+            "refreshed_at": refreshed_at,
+        }
         for p in projects
     ]
 

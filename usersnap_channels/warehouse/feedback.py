@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import duckdb
 import pyarrow as pa
@@ -26,18 +26,6 @@ FEEDBACK_TABLES: tuple[str, ...] = (
     "data_point_fields",
     "rejected_items",
     "sync_state",
-)
-
-#: Columns of `usersnap_projects`, in the order `replace_usersnap_projects` takes its row tuples.
-PROJECT_COLUMNS: tuple[str, ...] = (
-    "source_id",
-    "project_id",
-    "name",
-    "feedback_count",
-    "open_feedback_count",
-    "is_live",
-    "created_at",
-    "refreshed_at",
 )
 
 
@@ -217,13 +205,16 @@ def rows_per_day(con: duckdb.DuckDBPyConnection, first: date, last: date) -> dic
     return {r[0]: DayRows(int(r[1]), int(r[2]), int(r[3])) for r in rows}
 
 
-def replace_usersnap_projects(con: duckdb.DuckDBPyConnection, source_id: str, rows: Sequence[tuple]) -> int:
-    """The projects one key can see now (`usersnap_projects` rows as tuples in PROJECT_COLUMNS order),
-    replacing what it could see before."""
-    columns = ", ".join(PROJECT_COLUMNS)
-    marks = ", ".join("?" * len(PROJECT_COLUMNS))
+def replace_usersnap_projects(con: duckdb.DuckDBPyConnection, source_id: str, rows: Sequence[dict[str, Any]]) -> int:
+    """The projects one key can see now (`usersnap_projects` rows, column by name), replacing what it could
+    see before."""
     with transaction(con):
         con.execute("DELETE FROM usersnap_projects WHERE source_id = ?", [source_id])
         if rows:
-            con.executemany(f"INSERT INTO usersnap_projects ({columns}) VALUES ({marks})", [list(r) for r in rows])
+            columns = list(rows[0])
+            marks = ", ".join("?" * len(columns))
+            con.executemany(
+                f"INSERT INTO usersnap_projects ({', '.join(columns)}) VALUES ({marks})",
+                [[row[c] for c in columns] for row in rows],
+            )
     return len(rows)
