@@ -30,8 +30,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import re
-import resource
 import statistics
 import sys
 import tempfile
@@ -50,6 +48,7 @@ from usersnap_channels import jsonio
 from usersnap_channels.devserver.process import DevServerProcess
 from usersnap_channels.ingest.rows import FeedbackBatch, write_batch
 from usersnap_channels.partitions import minus_months, utc_today
+from usersnap_channels.processes import peak_rss_mb
 from usersnap_channels.warehouse.connection import connect
 from usersnap_channels.warehouse.feedback import Unit
 from usersnap_channels.warehouse.registry import Project, connect_source, list_sources
@@ -197,11 +196,9 @@ def baseline(ws: dict, root: str, first_day: date, workdir: Path) -> tuple[float
 
 
 def pipeline_child(ws: dict, root: str, first_day: date, window: str, workdir: Path) -> tuple[float, int, float]:
-    """`pipeline` in the process this runs in; also returns that process's peak RSS (MB), read as VmHWM:
-    getrusage's figure would start from this benchmark's own size (Linux keeps it across fork and exec)."""
+    """`pipeline` in the process this runs in; also returns that process's own peak RSS (MB)."""
     seconds, items = pipeline(ws, root, first_day, window, workdir)
-    status = Path("/proc/self/status").read_text()
-    return seconds, items, int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M).group(1)) / 1024
+    return seconds, items, peak_rss_mb()
 
 
 def pipeline_in_fresh_process(
@@ -242,10 +239,6 @@ def themes_figures(db: str) -> dict:
     ).fetchone()
     con.close()
     return {"embedded": embedded, "unique": unique, "themes": themes, "unassigned": 1 - themed / max(with_text, 1)}
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def record_worker_rss() -> list[float]:

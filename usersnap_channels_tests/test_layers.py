@@ -11,7 +11,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "usersnap_channels"
 #: Lowest first. A module may import from its own layer or lower ones (data flow is not import direction).
 LAYERS: list[tuple[str, ...]] = [
-    ("settings", "jsonio", "partitions"),
+    ("settings", "jsonio", "partitions", "processes"),
     ("usersnap",),
     ("warehouse",),
     ("ingest",),

@@ -22,7 +22,8 @@ from typing import Any
 import duckdb
 
 from usersnap_channels.ingest.plan import source_error
-from usersnap_channels.ingest.workers import UnitJob, UnitResult, close_clients, exit_with_parent, fetch_units
+from usersnap_channels.ingest.workers import UnitJob, UnitResult, close_clients, fetch_units
+from usersnap_channels.processes import exit_with_parent
 from usersnap_channels.usersnap.client import ClientSpec, InvalidCredentials, MissingCredentials
 from usersnap_channels.warehouse.feedback import ArrowBatch, Unit, WriteResult
 from usersnap_channels.warehouse.registry import Source, record_sync

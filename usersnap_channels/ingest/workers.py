@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -31,21 +30,6 @@ from usersnap_channels.warehouse.feedback import Unit
 
 _clients: dict[tuple[ClientSpec, int, int], UsersnapClient] = {}
 _clients_lock = threading.Lock()
-
-
-def exit_with_parent(parent_pid: int, interval_s: float = 0.5) -> None:
-    """Worker-process initializer: exit as soon as the process that started the pool is gone.
-
-    A `sync` killed with SIGKILL cannot shut its pool down, and its workers would wait on the pool's queue
-    forever (each holds the queue's write end, so they never see end-of-file).
-    """
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(interval_s)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,7 @@ from __future__ import annotations
 import importlib.util
 import multiprocessing
 import os
-import resource
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -21,40 +18,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from usersnap_channels.processes import exit_with_parent, peak_rss_mb
 from usersnap_channels.themes.discovery import UNASSIGNED
 from usersnap_channels.themes.stability import recompute
 from usersnap_channels.themes.summary import Theme, summarise
 
 T = TypeVar("T")
-
-
-def peak_rss_mb() -> float:
-    """This process's own peak resident memory in MB.
-
-    Linux: VmHWM, the high-water mark of this process's memory since it started. Not ru_maxrss: that one
-    survives fork and exec, so a spawned worker would report at least its parent's RSS at spawn time (the
-    Dagster process's, not the worker's)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / (1024 if sys.platform == "darwin" else 1)
-
-
-def _exit_with_parent(parent_pid: int, interval_s: float = 0.5) -> None:
-    """Worker initializer: exit once the process that started it is gone (a killed sync must not leave a
-    worker computing for nobody). Kept here, not taken from `ingest.workers`, so a themes worker never loads
-    the import's modules (pyarrow, DuckDB, the HTTP client): ~100 MB of resident memory per worker."""
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(interval_s)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _measured(fn: Callable[..., T], *args: Any) -> tuple[T, float]:
@@ -101,7 +70,7 @@ class IsolatedWorker:
 
     def __init__(self, warm: tuple[str, ...] = ()) -> None:
         context = multiprocessing.get_context("spawn")
-        self._pool = ProcessPoolExecutor(1, mp_context=context, initializer=_exit_with_parent, initargs=(os.getpid(),))
+        self._pool = ProcessPoolExecutor(1, mp_context=context, initializer=exit_with_parent, initargs=(os.getpid(),))
         if warm:
             with _as_main_module():  # the process starts in this first submit
                 self._pool.submit(_warm_up, warm)
