@@ -14,7 +14,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -25,6 +25,7 @@ from usersnap_channels.ingest.plan import source_error
 from usersnap_channels.ingest.workers import UnitJob, UnitResult, close_clients, fetch_units
 from usersnap_channels.processes import exit_with_parent
 from usersnap_channels.usersnap.client import ClientSpec, InvalidCredentials, MissingCredentials
+from usersnap_channels.warehouse.connection import IMPORT_MEMORY_LIMIT, cap_memory
 from usersnap_channels.warehouse.feedback import ArrowBatch, Unit, WriteResult
 from usersnap_channels.warehouse.registry import Source, record_sync
 
@@ -260,7 +261,7 @@ class _Writer:
             if self._error is not None:
                 continue
             try:
-                with self._connection() as con:
+                with _import_connection(self._connection) as con:
                     self._report.add_write(batch.write(con))
             except BaseException as exc:
                 self._error = exc
@@ -279,12 +280,20 @@ class _Writer:
             raise self._error
 
 
+@contextmanager
+def _import_connection(connection: ConnectionFactory) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection of the import, under the import's memory cap (see `IMPORT_MEMORY_LIMIT`)."""
+    with connection() as con:
+        cap_memory(con, IMPORT_MEMORY_LIMIT)
+        yield con
+
+
 def _record_statuses(connection: ConnectionFactory, report: ImportReport, units: list[Unit]) -> None:
     touched = {u.source_id for u in units}
     unit_failures: dict[str, list[str]] = {}
     for source_id, message in report.unit_errors:
         unit_failures.setdefault(source_id, []).append(message)
-    with connection() as con:
+    with _import_connection(connection) as con:
         for source_id in touched:
             error = report.source_errors.get(source_id)
             if error is None and unit_failures.get(source_id):
