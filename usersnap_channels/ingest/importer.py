@@ -25,7 +25,7 @@ from usersnap_channels.ingest.plan import source_error
 from usersnap_channels.ingest.workers import UnitJob, UnitResult, close_clients, fetch_units
 from usersnap_channels.processes import exit_with_parent
 from usersnap_channels.usersnap.client import ClientSpec, InvalidCredentials, MissingCredentials
-from usersnap_channels.warehouse.connection import IMPORT_MEMORY_LIMIT, cap_memory
+from usersnap_channels.warehouse.connection import CHECKPOINT_MEMORY_LIMIT, cap_memory
 from usersnap_channels.warehouse.feedback import ArrowBatch, Unit, WriteResult
 from usersnap_channels.warehouse.registry import Source, record_sync
 
@@ -282,10 +282,10 @@ class _Writer:
 
 @contextmanager
 def _import_connection(connection: ConnectionFactory) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection of the import, under the import's memory cap (see `IMPORT_MEMORY_LIMIT`)."""
+    """A connection of the import whose closing checkpoint runs under `CHECKPOINT_MEMORY_LIMIT`."""
     with connection() as con:
-        cap_memory(con, IMPORT_MEMORY_LIMIT)
         yield con
+        cap_memory(con, CHECKPOINT_MEMORY_LIMIT)
 
 
 def _record_statuses(connection: ConnectionFactory, report: ImportReport, units: list[Unit]) -> None:

@@ -52,11 +52,12 @@ def _busy_holder(exc: BaseException) -> str | None:
     return holder
 
 
-#: The DuckDB memory an import's connections may hold. Each batch's connection closes with a checkpoint,
-#: and a checkpoint merges the tables' small row groups into full ones, reading them back: under the
-#: pipeline's 64 MB cap that held ~100 MB more at 50k items, the import's memory peak. Writing whole-unit
-#: batches needs far less; beyond the cap DuckDB evicts to the file, which the merge writes anyway.
-IMPORT_MEMORY_LIMIT = "32MB"
+#: The DuckDB memory of the checkpoint that closes each of an import's connections. That checkpoint merges
+#: the tables' small row groups into full ones, reading them back: under the pipeline's 64 MB limit it held
+#: ~100 MB more at 50k items, the import's memory peak. The cap is set as the connection closes, so the
+#: writes keep the wider limit (on a big file their scans for the units' old rows stay cached) and only the
+#: merge, which DuckDB then runs evicting to the file it writes anyway, is held to it.
+CHECKPOINT_MEMORY_LIMIT = "32MB"
 
 
 def cap_memory(con: duckdb.DuckDBPyConnection, limit: str) -> None:
