@@ -51,7 +51,10 @@ class Settings(BaseModel):
         "64MB",
         alias="USERSNAP_CHANNELS_DUCKDB_MEMORY_LIMIT",
         min_length=1,
-        description="DuckDB memory_limit of the pipeline's own connections (it spills to disk beyond).",
+        description=(
+            "DuckDB memory_limit of the pipeline's own connections (it spills to disk beyond); an import's "
+            "connections close under 32MB at most."
+        ),
     )
     report_dir: Path | None = Field(
         None,
