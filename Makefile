@@ -68,6 +68,7 @@ test-helm-chart: $(STAMP)
 	@command -v helm >/dev/null || { echo "test-helm-chart needs helm: https://helm.sh/docs/intro/install/" >&2; exit 2; }
 	rm -rf $(HELM_CHART_DIR)
 	helm pull dagster --repo https://dagster-io.github.io/helm --version 1.13.27 --untar --untardir $(HELM_CHART_DIR)
+	$(BIN)/python -m usersnap_channels_tests.deploy.helm_chart $(HELM_CHART_DIR)/dagster
 	DAGSTER_HELM_CHART=$(HELM_CHART_DIR)/dagster $(BIN)/pytest -q -p no:cacheprovider -m helm_chart \
 		usersnap_channels_tests/deploy/test_helm_values.py
 	helm lint $(HELM_CHART_DIR)/dagster -f deploy/helm/values.yaml

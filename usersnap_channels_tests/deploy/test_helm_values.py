@@ -3,27 +3,26 @@
 No cluster and no network here, so: the values' own promises are checked (the code location serves the
 workspace's module, credentials come from a Secret by name, one volume on one node for the DuckDB file), and
 the `dagster.yaml` the chart renders from them (run launcher, run coordinator, concurrency) is loaded by a
-real `DagsterInstance`, which builds a real `K8sRunLauncher`. Not checked here: the values against the
-chart's own `values.schema.json` (the chart is not on the package registries this machine reaches, and a
-copy from elsewhere may not be committed; `helm lint` does it where the chart is), and what only a cluster
-shows (pods scheduled, the volume attached, a run launched).
+real `DagsterInstance`, which builds a real `K8sRunLauncher`. The values against the chart's own
+`values.schema.json` only where the chart is (`make test-helm-chart`: it is on no package registry this
+machine reaches, and a copy may not be committed; `test_helm_chart.py` checks that validation offline on a
+stand-in chart). Not checked: what only a cluster shows (pods scheduled, the volume attached, a run launched).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import jsonschema
 import pytest
 import yaml
 from dagster_k8s import K8sRunLauncher
 
 from usersnap_channels.defs.instance_env import RUN_ENV
+from usersnap_channels_tests.deploy import helm_chart
 
 REPO = Path(__file__).resolve().parents[2]
 HELM = REPO / "deploy" / "helm"
@@ -197,27 +196,18 @@ def test_dagster_instance_loads_the_rendered_k8s_run_launcher(tmp_path: Path, mo
 
 @pytest.mark.helm_chart
 def test_the_values_validate_against_the_charts_own_schema() -> None:
-    """Where the chart is (`make test-helm-chart` unpacks it, or DAGSTER_HELM_CHART names an unpacked
-    dagster/dagster 1.13.27): the values against its `values.schema.json`, as `helm install` validates them.
-    Not in `make test`: the chart is on no registry this project's CI reaches, and a copy may not be committed."""
+    """Where the chart is (`make test-helm-chart` unpacks it and copies the documents its schema refers to,
+    or DAGSTER_HELM_CHART names such a folder): the values against the chart's and its subchart's
+    `values.schema.json`, as `helm install` validates them. Not in `make test`: the chart is on no registry
+    this project's CI reaches, and a copy may not be committed."""
     chart = os.environ.get("DAGSTER_HELM_CHART")
     if not chart:
         pytest.skip("no chart: DAGSTER_HELM_CHART names an unpacked dagster/dagster chart (make test-helm-chart)")
     chart_yaml = yaml.safe_load((Path(chart) / "Chart.yaml").read_text())
     assert (chart_yaml["name"], chart_yaml["version"]) == ("dagster", CHART_VERSION)
-    schema = json.loads((Path(chart) / "values.schema.json").read_text())
-    defaults = yaml.safe_load((Path(chart) / "values.yaml").read_text())
-    # helm validates the chart's defaults merged with ours (ours win, maps merged key by key)
-    jsonschema.validate(merge_values(defaults, load_values()), schema)
-
-
-def merge_values(defaults: Any, ours: Any) -> Any:
-    """Helm's coalescing of a values file over the chart's defaults: maps merge, anything else is replaced."""
-    if isinstance(defaults, dict) and isinstance(ours, dict):
-        return {**defaults, **{key: merge_values(defaults.get(key), value) for key, value in ours.items()}}
-    return ours
+    helm_chart.validate(Path(chart), load_values())
 
 
 def test_merging_values_follows_helm() -> None:
     defaults = {"a": {"b": 1, "c": [1, 2]}, "d": 1}
-    assert merge_values(defaults, {"a": {"c": [3]}, "e": 2}) == {"a": {"b": 1, "c": [3]}, "d": 1, "e": 2}
+    assert helm_chart.merge_values(defaults, {"a": {"c": [3]}, "e": 2}) == {"a": {"b": 1, "c": [3]}, "d": 1, "e": 2}
