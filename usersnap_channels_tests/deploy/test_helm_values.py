@@ -205,6 +205,9 @@ def test_the_values_validate_against_the_charts_own_schema() -> None:
         pytest.skip("no chart: DAGSTER_HELM_CHART names an unpacked dagster/dagster chart (make test-helm-chart)")
     chart_yaml = yaml.safe_load((Path(chart) / "Chart.yaml").read_text())
     assert (chart_yaml["name"], chart_yaml["version"]) == ("dagster", CHART_VERSION)
+    # the code location's values are the subchart's: its schema must be there to be checked, not skipped
+    subcharts = [name for name, _ in helm_chart.schemas(Path(chart)) if name is not None]
+    assert "dagster-user-deployments" in subcharts, f"no unpacked subchart schema under {chart}/charts"
     helm_chart.validate(Path(chart), load_values())
 
 
