@@ -7,6 +7,7 @@ rejected credentials), so one bad day or one rotated key never stops the others.
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
 import os
@@ -126,7 +127,8 @@ def import_units(
     by_id = {s.source_id: s for s in sources}
     use_processes = len(units) >= PROCESS_POOL_MIN_UNITS if processes is None else processes
     workers = min(max(1, workers), os.cpu_count() or 1) if use_processes else max(1, workers)
-    run = _ImportRun(units, by_id, connection, flush_items)
+    # every connection the import opens closes under the checkpoint cap
+    run = _ImportRun(units, by_id, functools.partial(_import_connection, connection), flush_items)
     plan = _JobPlan(units, {sid: client_spec(s) for sid, s in by_id.items()}, run, workers, run_id)
     pool = _pool(use_processes, workers)
     try:
@@ -261,7 +263,7 @@ class _Writer:
             if self._error is not None:
                 continue
             try:
-                with _import_connection(self._connection) as con:
+                with self._connection() as con:
                     self._report.add_write(batch.write(con))
             except BaseException as exc:
                 self._error = exc
@@ -293,7 +295,7 @@ def _record_statuses(connection: ConnectionFactory, report: ImportReport, units:
     unit_failures: dict[str, list[str]] = {}
     for source_id, message in report.unit_errors:
         unit_failures.setdefault(source_id, []).append(message)
-    with _import_connection(connection) as con:
+    with connection() as con:
         for source_id in touched:
             error = report.source_errors.get(source_id)
             if error is None and unit_failures.get(source_id):

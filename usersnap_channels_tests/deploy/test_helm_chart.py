@@ -92,6 +92,11 @@ def values(memory: Any = "2Gi", deployment_memory: Any = "1Gi") -> dict[str, Any
     }
 
 
+def test_merging_values_follows_helm() -> None:
+    defaults = {"a": {"b": 1, "c": [1, 2]}, "d": 1}
+    assert helm_chart.merge_values(defaults, {"a": {"c": [3]}, "e": 2}) == {"a": {"b": 1, "c": [3]}, "d": 1, "e": 2}
+
+
 def test_the_remote_documents_are_downloaded_once_and_then_read_offline(tmp_path: Path, k8s_server: str) -> None:
     chart = stand_in_chart(tmp_path, k8s_server)
     assert helm_chart.download(chart) == [k8s_server]

@@ -97,7 +97,7 @@ def test_the_processes_that_create_runs_get_the_run_environment() -> None:
     so the run environment is theirs by the chart's `env`; the code server and run pods apply it themselves."""
     values = load_values()
     for process in ("dagsterDaemon", "dagsterWebserver"):
-        assert {e["name"]: e["value"] for e in values[process]["env"]} == RUN_ENV, process
+        assert env_of(values[process]) == RUN_ENV, process
 
 
 def rendered_instance(values: dict[str, Any], kubeconfig: Path) -> dict[str, Any]:
@@ -209,8 +209,3 @@ def test_the_values_validate_against_the_charts_own_schema() -> None:
     subcharts = [name for name, _ in helm_chart.schemas(Path(chart)) if name is not None]
     assert "dagster-user-deployments" in subcharts, f"no unpacked subchart schema under {chart}/charts"
     helm_chart.validate(Path(chart), load_values())
-
-
-def test_merging_values_follows_helm() -> None:
-    defaults = {"a": {"b": 1, "c": [1, 2]}, "d": 1}
-    assert helm_chart.merge_values(defaults, {"a": {"c": [3]}, "e": 2}) == {"a": {"b": 1, "c": [3]}, "d": 1, "e": 2}
